@@ -1,0 +1,76 @@
+"""Matplotlib drawing shared by every figure: the crop, the skeleton, a map overlay, a colour bar."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # headless by default; notebooks keep their inline backend
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .keypoints import SKELETON  # noqa: E402
+
+CMAP = "nipy_spectral"   # the official TransPose visualisation's colour map
+LEFT, RIGHT, CENTER = "#1f77ff", "#ff7f0e", "#2ca02c"
+
+
+def _side(i: int) -> str:
+    return CENTER if i == 0 else (LEFT if i % 2 == 1 else RIGHT)
+
+
+def draw_skeleton(ax, keypoints: np.ndarray, min_score: float = 0.0, size: float = 12) -> None:
+    """Limbs and joints of one person; keypoints (K, 2|3) in the axes' pixel coordinates."""
+    kp = np.asarray(keypoints)
+    ok = kp[:, 2] > min_score if kp.shape[1] > 2 else np.ones(len(kp), bool)
+    for a, b in SKELETON:
+        if a < len(kp) and b < len(kp) and ok[a] and ok[b]:
+            ax.plot([kp[a, 0], kp[b, 0]], [kp[a, 1], kp[b, 1]], color=_side(max(a, b)), lw=1.5, alpha=0.9)
+    for i in range(len(kp)):
+        if ok[i]:
+            ax.scatter(kp[i, 0], kp[i, 1], s=size, c=_side(i), edgecolors="white", linewidths=0.5, zorder=3)
+
+
+def overlay(ax, background: np.ndarray, values: np.ndarray, query: tuple[float, float] | None = None,
+            alpha: float = 0.7, vmax: float | None = None, colorbar: bool = True, title: str | None = None):
+    """A map (same size as `background`) over the image, the query as a white star."""
+    ax.imshow(background)
+    # per-panel min-max scaling, as the official visualisation; the colour bar keeps the real values
+    lo, hi = float(values.min()), float(values.max()) if vmax is None else vmax
+    im = ax.imshow(values, cmap=CMAP, alpha=alpha, vmin=lo, vmax=hi if hi > lo else lo + 1e-12)
+    if query is not None:
+        ax.scatter([query[0]], [query[1]], marker="*", s=140, c="white", edgecolors="black", linewidths=0.6,
+                   zorder=4)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+    if colorbar:
+        cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        cb.ax.tick_params(labelsize=6)
+    return im
+
+
+def pose_panel(ax, background: np.ndarray, keypoints: np.ndarray, title: str = "prediction") -> None:
+    ax.imshow(background)
+    draw_skeleton(ax, keypoints)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
+
+
+def figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
+    """Write atomically (a failed save leaves no partial file), then close the figure."""
+    from .io import atomic_path
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    return path
