@@ -135,10 +135,11 @@ def models():
 @click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
               help="Where to put the file (default: the models folder).")
 @click.option("--force", is_flag=True, help="Download even if the file is already there.")
-def download(name, url, folder, force):
+@click.option("--sha256", "sha", default=None, help="Expected sha256 (default: the manifest's, where known).")
+def download(name, url, folder, force, sha):
     """Fetch an official checkpoint into the models folder and check it."""
     from .download import download_checkpoint
-    path = download_checkpoint(name, url=url, folder=folder, force=force, log=lambda m: click.echo(m, err=True))
+    path = download_checkpoint(name, url=url, folder=folder, force=force, sha=sha, log=lambda m: click.echo(m, err=True))
     click.echo(str(path))
 
 

@@ -20,7 +20,7 @@ def sha256(path: str | Path) -> str:
 
 
 def download_checkpoint(name: str, url: str | None = None, folder: str | Path | None = None,
-                        force: bool = False, timeout: float = 30.0, log=print) -> Path:
+                        force: bool = False, sha: str | None = None, timeout: float = 30.0, log=print) -> Path:
     """Download zoo model `name`'s checkpoint; verify sha256 (when known) and that it loads strictly."""
     e = zoo.entry(name)
     url = url or e.get("url")
@@ -47,7 +47,7 @@ def download_checkpoint(name: str, url: str | None = None, folder: str | Path | 
             reason = getattr(exc, "reason", exc)
             raise ValueError(f"cannot download {url}: {reason} (no network? copy {e['checkpoint']} into "
                              f"{folder} by hand)") from None
-        expected = e.get("sha256")
+        expected = (sha or e.get("sha256") or "").lower()
         if expected and sha256(tmp) != expected:
             raise ValueError(f"sha256 mismatch for {url}: the file is corrupt or not the official one")
         load_into(zoo.build(name), read_state_dict(tmp), where=f"downloaded file for '{name}'")
