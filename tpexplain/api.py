@@ -13,7 +13,7 @@ from .decode import flip_back
 from .explanation import Explanation
 from .inference import Poses, heatmap_size, heatmaps_to_keypoints, input_size, make_crops, predict
 from .io import read_image, to_rgb8
-from .keypoints import COCO_KEYPOINTS
+from .keypoints import COCO_KEYPOINTS, FLIP_PAIRS
 from .record import LayerAttention, record_attention
 
 FULL_MAPS_BUDGET = 256 * 2**20  # bytes of per-head maps above which "auto" records q/k instead
@@ -65,7 +65,8 @@ class PoseModel:
         with record_attention(self.model, mode) as maps:
             heatmaps = self.model(x)
         if flip:
-            heatmaps = 0.5 * (heatmaps + flip_back(self.model(x.flip(-1))))
+            pairs = getattr(self.model, "flip_pairs", FLIP_PAIRS)   # e.g. MPII's for a 16-keypoint model
+            heatmaps = 0.5 * (heatmaps + flip_back(self.model(x.flip(-1)), pairs))
         kp, kp_crop = heatmaps_to_keypoints(heatmaps, crops)
         return Explanation(img, crops[0], x[0], heatmaps[0], kp[0], kp_crop[0], list(maps), self.layout,
                            self.name, self.keypoint_names)
@@ -110,4 +111,4 @@ def load(name: str = "default", weights: str | Path | None = None, device: str =
         model = zoo.build(name)
     else:
         load_checkpoint(model, weights)
-    return PoseModel(model.to(device), name.strip().lower())
+    return PoseModel(model.to(device), name.strip().lower(), getattr(model, "keypoint_names", COCO_KEYPOINTS))

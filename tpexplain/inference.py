@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .decode import decode, flip_back
+from .keypoints import FLIP_PAIRS
 from .transforms import Crop, apply_affine, box_to_center_scale, crop_image, to_tensor
 
 
@@ -47,7 +48,7 @@ def forward_heatmaps(model: nn.Module, x: torch.Tensor, flip: bool = True) -> to
         return model(x)
     out = model(torch.cat([x, x.flip(-1)]))
     b = x.shape[0]
-    return 0.5 * (out[:b] + flip_back(out[b:]))
+    return 0.5 * (out[:b] + flip_back(out[b:], getattr(model, "flip_pairs", FLIP_PAIRS)))
 
 
 def heatmaps_to_keypoints(heatmaps: torch.Tensor, crops: list[Crop], dark: bool = True

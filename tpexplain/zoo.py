@@ -8,11 +8,15 @@ from pathlib import Path
 
 from torch import nn
 
+from .models.tokenpose import TokenPose
 from .models.transpose import TransPoseH, TransPoseR
+from .models.vitpose import ViTPose
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "transpose_r": TransPoseR,
     "transpose_h": TransPoseH,
+    "tokenpose": TokenPose,
+    "vitpose": ViTPose,
 }
 
 
