@@ -175,6 +175,11 @@ class Explanation:
         """Which positions the token under `keypoint` influences: its attention column."""
         return self.attention_map("affected", keypoint, layer, head, point)
 
+    def keypoint_attention(self, layer: int = -1, head: int | None = None):
+        """TokenPose: how the keypoint tokens attend to each other at `layer` (a K x K `KeypointAttention`)."""
+        from .keypoint_attention import keypoint_attention
+        return keypoint_attention(self, layer, head)
+
     def grid(self, keypoints: list[str | int] | None = None, layers: list[int] | None = None,
              kind: str = "dependency", head: int | None = None, where: str = "crop"):
         """The official figure: a row per layer, a column per keypoint, the pose first."""

@@ -1,0 +1,255 @@
+"""ViTPose: official key layouts, released and Hugging Face checkpoints, safetensors, recorded attention, the CLI."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+import tpexplain as tpx
+from conftest import REFERENCE, SKIER, SKIER_BOX
+from tpexplain import zoo
+from tpexplain.checkpoint import CheckpointError, read_state_dict
+from tpexplain.cli import main
+from tpexplain.record import record_attention
+from tpexplain.safetensors import load_file, save_file
+
+KEYS = REFERENCE / "keys"
+SIZES = {"s": "S", "b": "B", "l": "L", "h": "H"}
+ZOO_REFERENCES = {f"vitpose-{s}{suffix}": f"vitpose_{S}_{dec}"
+                  for s, S in SIZES.items() for suffix, dec in (("", "classic"), ("-simple", "simple"))}
+
+
+@pytest.mark.parametrize("name", list(ZOO_REFERENCES))
+def test_zoo_model_has_the_official_keys_and_shapes(name):
+    ref = json.loads((KEYS / f"{ZOO_REFERENCES[name]}.json").read_text())
+    with torch.device("meta"):
+        model = zoo.build(name)
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == ref["state_dict"]
+    assert sum(p.numel() for p in model.parameters()) == ref["params"]
+    assert model.token_layout == tpx.TokenLayout((16, 12), (16, 16))
+
+
+def test_every_reference_file_is_covered():
+    assert {p.stem for p in KEYS.glob("vitpose_*.json")} == set(ZOO_REFERENCES.values())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hugging Face layout, written independently of tpexplain's own mapping
+
+def to_hf(state: dict) -> dict:
+    """Our (official mmpose) names → `VitPoseForPoseEstimation`'s, splitting qkv into query/key/value."""
+    head = {"deconv_layers.0": "deconv1", "deconv_layers.1": "batchnorm1", "deconv_layers.3": "deconv2",
+            "deconv_layers.4": "batchnorm2", "final_layer": "conv"}
+    block = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.output.dense",
+             "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+    out = {}
+    for k, v in state.items():
+        if k == "backbone.pos_embed":
+            out["backbone.embeddings.position_embeddings"] = v
+        elif k.startswith("backbone.patch_embed.proj."):
+            out["backbone.embeddings.patch_embeddings.projection." + k.rsplit(".", 1)[1]] = v
+        elif k.startswith("backbone.last_norm."):
+            out["backbone.layernorm." + k.rsplit(".", 1)[1]] = v
+        elif k.startswith("backbone.blocks."):
+            _, _, i, rest = k.split(".", 3)
+            module, kind = rest.rsplit(".", 1)
+            if module == "attn.qkv":
+                for part, t in zip(("query", "key", "value"), v.chunk(3)):
+                    out[f"backbone.encoder.layer.{i}.attention.attention.{part}.{kind}"] = t.clone()
+            else:
+                out[f"backbone.encoder.layer.{i}.{block[module]}.{kind}"] = v
+        else:
+            module, kind = k[len("keypoint_head."):].rsplit(".", 1)
+            out[f"head.{head[module]}.{kind}"] = v
+    return out
+
+
+@pytest.mark.parametrize("decoder", ["classic", "simple"])
+def test_hf_layout_of_vitpose_b_matches_the_reference(decoder):
+    ref = json.loads((KEYS / f"hf_vitpose_B_{decoder}.json").read_text())
+    with torch.device("meta"):
+        model = zoo.build("vitpose-b" if decoder == "classic" else "vitpose-b-simple")
+        hf = to_hf(model.state_dict())
+        assert {k: list(v.shape) for k, v in hf.items()} == ref
+        # and tpexplain's mapping takes the reference layout back to ours, key for key
+        ours = model.adapt_state_dict({k: torch.empty(v) for k, v in ref.items()})
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def write_hf_folder(folder, model, decoder):
+    folder.mkdir()
+    config = {"model_type": "vitpose", "architectures": ["VitPoseForPoseEstimation"],
+              "use_simple_decoder": decoder == "simple", "scale_factor": 4,
+              "backbone_config": {"model_type": "vitpose_backbone", "hidden_size": 384, "num_hidden_layers": 12,
+                                  "num_attention_heads": 12, "image_size": [256, 192], "patch_size": [16, 16],
+                                  "layer_norm_eps": 1e-6, "qkv_bias": True, "mlp_ratio": 4}}
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(to_hf(model.state_dict()), folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    return {d: zoo.build("vitpose-s" if d == "classic" else "vitpose-s-simple").eval() for d in ("classic", "simple")}
+
+
+@pytest.fixture(scope="module")
+def x():
+    torch.manual_seed(1)
+    return torch.randn(1, 3, 256, 192)
+
+
+@pytest.mark.parametrize("decoder", ["classic", "simple"])
+def test_hf_folder_loads_and_gives_identical_heatmaps(decoder, small, x, tmp_path, monkeypatch):
+    model = small[decoder]
+    folder = write_hf_folder(tmp_path / "vitpose-s-hf", model, decoder)
+    # safetensors must be read without pickle
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("pickle used"))
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load used"))
+    loaded = tpx.load("vitpose-s" if decoder == "classic" else "vitpose-s-simple", weights=folder).model
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_sharded_hf_folder_loads(small, x, tmp_path):
+    model, folder = small["simple"], tmp_path / "sharded"
+    folder.mkdir()
+    hf = to_hf(model.state_dict())
+    names = list(hf)
+    shards = {"model-00001-of-00002.safetensors": names[:40], "model-00002-of-00002.safetensors": names[40:]}
+    for file, keys in shards.items():
+        save_file({k: hf[k] for k in keys}, folder / file)
+    index = {"metadata": {}, "weight_map": {k: f for f, keys in shards.items() for k in keys}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    loaded = tpx.load("vitpose-s-simple", weights=folder).model
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_hf_checkpoint_into_the_wrong_decoder_names_the_keys(small, tmp_path):
+    folder = write_hf_folder(tmp_path / "hf", small["simple"], "simple")
+    with pytest.raises(CheckpointError, match="missing .*keypoint_head.deconv_layers"):
+        tpx.load("vitpose-s", weights=folder)
+
+
+def test_safetensors_round_trip_of_every_dtype(tmp_path):
+    torch.manual_seed(0)
+    tensors = {"f32": torch.randn(3, 4), "f16": torch.randn(5).half(), "bf16": torch.randn(2, 3).bfloat16(),
+               "i64": torch.tensor(7), "empty": torch.zeros(0, 3), "u8": torch.arange(5, dtype=torch.uint8)}
+    path = save_file(tensors, tmp_path / "t.safetensors")
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    assert (8 + n) % 8 == 0 and json.loads(raw[8:8 + n])["bf16"]["dtype"] == "BF16"
+    back = load_file(path)
+    assert list(back) == list(tensors)
+    for k, t in tensors.items():
+        assert back[k].dtype == t.dtype and torch.equal(back[k], t)
+
+
+@pytest.mark.parametrize("damage", ["short", "header", "offsets", "dtype"])
+def test_damaged_safetensors_is_a_clear_error(damage, tmp_path):
+    path = save_file({"w": torch.ones(4)}, tmp_path / "model.safetensors")
+    raw = bytearray(path.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    if damage == "short":
+        raw = raw[:5]
+    elif damage == "header":
+        raw[:8] = (10**9).to_bytes(8, "little")
+    else:
+        if damage == "offsets":
+            header["w"]["data_offsets"] = [0, 64]
+        else:
+            header["w"]["dtype"] = "F8_E4M3"
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        raw = bytearray(len(text).to_bytes(8, "little")) + text + raw[8 + n:]
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        read_state_dict(path)
+
+
+def test_folder_without_weights_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="without model.safetensors"):
+        read_state_dict(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Released (mmpose 0.x) checkpoints
+
+@pytest.mark.parametrize("wrap", ["plain", "mmcv", "module"])
+def test_checkpoint_round_trip_gives_identical_heatmaps(wrap, small, x, tmp_path):
+    model = small["classic"]
+    state = model.state_dict()
+    if wrap == "mmcv":    # as released: {'state_dict', 'meta'} with an unused cls token
+        state = {"state_dict": {**state, "backbone.cls_token": torch.zeros(1, 1, 384)},
+                 "meta": {"mmpose_version": "0.24.0", "epoch": 210}}
+    elif wrap == "module":
+        state = {f"module.{k}": v for k, v in state.items()}
+    path = tmp_path / "vitpose-s.pth"
+    torch.save(state, path)
+    loaded = tpx.load("vitpose-s", weights=path).model
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_a_mismatched_checkpoint_still_fails_strictly(small, tmp_path):
+    state = dict(small["classic"].state_dict())
+    state.pop("backbone.last_norm.bias")
+    path = tmp_path / "broken.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="1 missing .*backbone.last_norm.bias"):
+        tpx.load("vitpose-s", weights=path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Attention
+
+def test_recorded_attention_equals_recomputation(small, x):
+    model = small["simple"]
+    inputs = []
+    hooks = [b.attn.register_forward_pre_hook(lambda m, args: inputs.append(args[0])) for b in model.backbone.blocks]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    for mode in ("full", "qk"):
+        with torch.no_grad(), record_attention(model, mode) as maps:
+            model(x)
+        assert len(maps) == 12
+        for got, block, tokens in zip(maps, model.backbone.blocks, inputs):
+            qkv = F.linear(tokens, block.attn.qkv.weight, block.attn.qkv.bias).reshape(1, 192, 3, 12, 32)
+            q, k = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
+            want = torch.softmax((q * 32 ** -0.5) @ k.transpose(-2, -1), dim=-1)
+            assert torch.allclose(got.full(), want, atol=1e-5)
+            assert torch.allclose(got.full().sum(-1), torch.ones(1, 12, 192), atol=1e-5)
+
+
+def test_dependency_is_the_patch_row_at_the_predicted_keypoint(small):
+    pm = tpx.PoseModel(small["classic"], "vitpose-s")
+    ex = pm.explain(str(SKIER), bbox=tuple(float(v) for v in SKIER_BOX.split(",")), mode="full")
+    xk, yk = ex.keypoints_crop[15]
+    token = min(max(int(yk // 16), 0), 15) * 12 + min(max(int(xk // 16), 0), 11)
+    dep = ex.dependency("l_ankle")
+    assert dep.values.shape == (16, 12) and dep.special is None
+    want = ex.attention[-1].rows([token])[0, :, 0].mean(0).numpy().reshape(16, 12)
+    assert np.allclose(dep.values, want, atol=1e-7)
+    with pytest.raises(ValueError, match="no keypoint tokens"):
+        ex.keypoint_attention()
+
+
+def test_attention_command_writes_a_png(small, tmp_path):
+    weights = tmp_path / "vitpose-s.pth"
+    torch.save(small["classic"].state_dict(), weights)
+    out = tmp_path / "fig.png"
+    r = CliRunner().invoke(main, ["attention", str(SKIER), "--keypoint", "l_ankle", "--bbox", SKIER_BOX,
+                                  "--model", "vitpose-s", "--weights", str(weights), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
