@@ -220,3 +220,15 @@ def test_kp_attention_needs_keypoint_tokens(model, tmp_path):
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and "no keypoint tokens" in lines[0], r.output
     assert not out.exists()
+
+
+def test_kp_attention_runs_as_python_m(tiny_weights, tmp_path):
+    """`python -m tpexplain.cli` runs cli.py as __main__: the command module must not re-import it half-done."""
+    import subprocess
+    import sys
+    out = tmp_path / "kp.png"
+    r = subprocess.run([sys.executable, "-m", "tpexplain.cli", "kp-attention", str(SKIER), "--no-flip",
+                        "--model", "tokenpose-t", "--weights", str(tiny_weights), "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

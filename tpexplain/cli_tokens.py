@@ -1,11 +1,18 @@
 """`tpexplain kp-attention`: TokenPose's keypoint-to-keypoint attention (learned body-part constraints)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from .cli import model_options, parse_layers, prepare
+# `python -m tpexplain.cli` runs cli.py as __main__; importing `.cli` would run it a second time, whose last
+# lines import this module while it is half-initialised. Reuse the running module instead.
+_running = sys.modules.get("__main__")
+if getattr(getattr(_running, "__spec__", None), "name", None) == "tpexplain.cli":
+    sys.modules.setdefault("tpexplain.cli", _running)
+
+from .cli import model_options, parse_layers, prepare  # noqa: E402
 
 
 def _require_keypoint_tokens(model_name: str) -> None:
