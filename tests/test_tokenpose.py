@@ -43,7 +43,8 @@ def test_zoo_model_has_the_official_keys_and_shapes(name):
 
 def test_l_d24_384x288_has_the_official_keys_and_shapes():
     with torch.device("meta"):
-        model = TokenPose(stem="hrnet", width=48, patch_size=(6, 4), depth=24, heads=12, stages=3, image_size=(384, 288))
+        model = TokenPose(stem="hrnet", width=48, patch_size=(6, 4), depth=24, heads=12, stages=3,
+                          image_size=(384, 288))
     _check_reference(model, "tokenpose_L_D24_384x288")
     assert model.token_layout.grid == (16, 18) and model.token_layout.stride == (24, 16)
 

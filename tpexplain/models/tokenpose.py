@@ -138,7 +138,8 @@ class TokenPoseBase(nn.Module):
         self.num_keypoints, self.stages, self.resnet_stem = num_keypoints, stages, resnet_stem
         self.keypoint_token = nn.Parameter(torch.zeros(1, num_keypoints, dim))
         # fixed, but a Parameter as in the official code, so it is part of the state dict
-        self.pos_embedding = nn.Parameter(sine_position_embedding(gh, gw, dim).reshape(1, gh * gw, dim), requires_grad=False)
+        pos = sine_position_embedding(gh, gw, dim).reshape(1, gh * gw, dim)
+        self.pos_embedding = nn.Parameter(pos, requires_grad=False)
         self.patch_to_embedding = nn.Linear(channels * patch_size[0] * patch_size[1], dim)
         self.dropout = nn.Dropout(emb_dropout)
         if resnet_stem:   # TokenPose-S: its stem's weights live beside the tokens (`features.conv1`, ...)
@@ -238,8 +239,10 @@ class TokenPose(nn.Module):
         if scale_with_head is None:   # as the official code: only TokenPose-S leaves it at False
             scale_with_head = stem != "resnet"
         h, w = self.image_size
-        feature_size, channels = ((h, w), 3) if stem == "none" else ((h // 4, w // 4), 256 if stem == "resnet" else width)
+        # T patches the image itself; S and B/L patch 1/4-resolution features (256 or `width` channels)
         self.feature_stride = 1 if stem == "none" else 4
+        feature_size = (h // self.feature_stride, w // self.feature_stride)
+        channels = {"none": 3, "resnet": 256, "hrnet": width}[stem]
         core = TokenPoseBase(feature_size, patch_size, channels, num_keypoints, dim, depth, heads, mlp_dim,
                              (h // 4, w // 4), scale_with_head, stages, resnet_stem=stem == "resnet",
                              dropout=dropout, emb_dropout=emb_dropout)

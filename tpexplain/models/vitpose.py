@@ -136,8 +136,8 @@ class ClassicDecoder(nn.Module):
     def __init__(self, in_channels: int, num_keypoints: int, channels: int = 256):
         super().__init__()
         self.deconv_layers = nn.Sequential(
-            nn.ConvTranspose2d(in_channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+            nn.ConvTranspose2d(in_channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(True),
+            nn.ConvTranspose2d(channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(True))
         self.final_layer = nn.Conv2d(channels, num_keypoints, 1)
         for m in self.modules():
             if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
