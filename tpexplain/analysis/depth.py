@@ -1,0 +1,228 @@
+"""Layer depth: how a keypoint's dependency map changes from the first encoder layer to the last.
+
+The TransPose paper's reading is that early layers gather global context and later layers focus on fine,
+local, keypoint-specific cues. Per layer we measure it on the dependency map p (the query's attention over
+the visual tokens, renormalised to sum 1; special tokens such as TokenPose's keypoint tokens are left out):
+
+- entropy          H(p) = -Σ p_i log p_i in nats: 0 for a one-token map, log N for a uniform one;
+- mean distance    Σ p_i ‖c_i - q‖ from the query point q to the token centres c_i, in crop pixels and in
+                   units of the person's size (`person_size`);
+- mass within r    Σ p_i over the tokens whose centre lies within r of q.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .. import figures
+from ..explanation import Explanation
+from ..io import atomic_path
+from ..layout import TokenLayout
+
+METRIC_KEYS = ("keypoint", "layer", "entropy", "entropy_max", "distance_px", "distance_body", "mass_within",
+               "radius_px")
+
+
+def _distribution(p: np.ndarray) -> np.ndarray:
+    """A flat copy of p renormalised to sum 1 (negative values, which attention never has, count as 0)."""
+    p = np.clip(np.asarray(p, dtype=np.float64).reshape(-1), 0.0, None)
+    total = p.sum()
+    if not np.isfinite(total) or total <= 0:
+        raise ValueError("attention map has no positive mass")
+    return p / total
+
+
+def token_centers(layout: TokenLayout) -> np.ndarray:
+    """(gh, gw, 2) crop-pixel centres (x, y) of the visual tokens, row-major like the attention rows."""
+    gh, gw = layout.grid
+    sy, sx = layout.stride
+    xs = (np.arange(gw) + 0.5) * sx
+    ys = (np.arange(gh) + 0.5) * sy
+    return np.stack(np.meshgrid(xs, ys), axis=-1)
+
+
+def _distances(p: np.ndarray, layout: TokenLayout, query_xy: tuple[float, float]) -> np.ndarray:
+    if np.size(p) != layout.num_visual:
+        raise ValueError(f"attention map has {np.size(p)} values; the token grid {layout.grid[0]}x{layout.grid[1]} "
+                         f"has {layout.num_visual}")
+    c = token_centers(layout).reshape(-1, 2)
+    return np.hypot(c[:, 0] - float(query_xy[0]), c[:, 1] - float(query_xy[1]))
+
+
+def attention_entropy(p: np.ndarray) -> float:
+    """Shannon entropy (nats) of an attention map over visual tokens, any shape, renormalised to sum 1."""
+    q = _distribution(p)
+    q = q[q > 0]
+    return float(-(q * np.log(q)).sum())
+
+
+def mean_attention_distance(p: np.ndarray, layout: TokenLayout, query_xy: tuple[float, float]) -> float:
+    """Σ p_i ‖c_i − q‖ in crop pixels: the attention-weighted distance from the query to the token centres."""
+    return float((_distribution(p) * _distances(p, layout, query_xy)).sum())
+
+
+def mass_within(p: np.ndarray, layout: TokenLayout, query_xy: tuple[float, float], radius: float) -> float:
+    """Share of the map's mass on tokens whose centre lies within `radius` crop pixels of the query."""
+    if not radius >= 0:
+        raise ValueError(f"radius must be a non-negative number of pixels, got {radius}")
+    return float(_distribution(p)[_distances(p, layout, query_xy) <= radius].sum())
+
+
+def person_size(ex: Explanation) -> float:
+    """The person's size in crop pixels: the diagonal of the box around all predicted keypoints.
+
+    Floored at one token's diagonal, so a degenerate prediction (every keypoint on one spot, as an untrained
+    model may give) does not divide by zero.
+    """
+    kp = np.asarray(ex.keypoints_crop, dtype=np.float64)
+    diag = float(np.hypot(*(kp.max(0) - kp.min(0))))
+    return max(diag, float(np.hypot(*ex.layout.stride)))
+
+
+def default_radius(ex: Explanation) -> float:
+    """The "near the query" radius in crop pixels: a tenth of the person's size, at least one token stride
+    (so the query's own token always counts)."""
+    return max(0.1 * person_size(ex), float(max(ex.layout.stride)))
+
+
+def layer_metrics(ex: Explanation, keypoint: str | int, head: int | None = None,
+                  radius: float | None = None) -> list[dict]:
+    """Entropy, mean distance and near-query mass of `keypoint`'s dependency map at every layer.
+
+    One dict per layer: keypoint, layer (1-based), entropy, entropy_max (log N), distance_px, distance_body
+    (distance_px / person_size), mass_within, radius_px. `radius` defaults to `default_radius(ex)`.
+    """
+    radius = default_radius(ex) if radius is None else float(radius)
+    size = person_size(ex)
+    rows = []
+    for layer in range(ex.num_layers):
+        m = ex.dependency(keypoint, layer=layer, head=head)
+        dist = mean_attention_distance(m.values, ex.layout, m.query_crop)
+        rows.append({
+            "keypoint": m.keypoint,
+            "layer": layer + 1,
+            "entropy": attention_entropy(m.values),
+            "entropy_max": float(np.log(ex.layout.num_visual)),
+            "distance_px": dist,
+            "distance_body": dist / size,
+            "mass_within": mass_within(m.values, ex.layout, m.query_crop, radius),
+            "radius_px": radius,
+        })
+    return rows
+
+
+@dataclass
+class LayerStudy:
+    """Dependency maps of some keypoints at every layer, with the per-layer metrics."""
+
+    explanation: Explanation = field(repr=False)
+    keypoints: list[str]
+    head: int | None
+    metrics: list[dict]
+    person_size_px: float
+
+    def table(self) -> str:
+        """The metrics as a fixed-width text table."""
+        head = f"{'keypoint':<11} {'layer':>5} {'entropy':>8} {'/max':>6} {'dist px':>8} {'dist body':>9} " \
+               f"{'mass<r':>7} {'r px':>6}"
+        lines = [head]
+        for r in self.metrics:
+            lines.append(f"{r['keypoint']:<11} {r['layer']:>5d} {r['entropy']:>8.3f} {r['entropy_max']:>6.2f} "
+                         f"{r['distance_px']:>8.1f} {r['distance_body']:>9.3f} {r['mass_within']:>7.3f} "
+                         f"{r['radius_px']:>6.1f}")
+        return "\n".join(lines)
+
+    def to_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(METRIC_KEYS))
+            w.writeheader()
+            for r in self.metrics:
+                w.writerow({k: r[k] for k in METRIC_KEYS})
+        return path
+
+    def summary(self) -> dict:
+        ex = self.explanation
+        return {"model": ex.model_name, "keypoints": self.keypoints,
+                "head": "mean" if self.head is None else self.head,
+                "layers": ex.num_layers, "tokens": list(ex.layout.grid), "stride": list(ex.layout.stride),
+                "person_size_px": self.person_size_px,
+                "person_size_rule": "diagonal of the predicted keypoints' box, crop pixels",
+                "metrics": self.metrics}
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.summary(), indent=1))
+        return path
+
+    def figure(self, where: str = "crop"):
+        """The maps (a row per layer, a column per keypoint; one keypoint: the layers side by side) over
+        line plots of the three metrics against depth."""
+        ex = self.explanation
+        n_layers, n_kp = ex.num_layers, len(self.keypoints)
+        single = n_kp == 1
+        map_rows, map_cols = (1, n_layers + 1) if single else (n_layers, n_kp + 1)
+        width = max(2.3 * map_cols, 9.0)
+        fig = plt.figure(figsize=(width, 3.1 * map_rows + 2.6))
+        top, bottom = fig.subfigures(2, 1, height_ratios=[3.1 * map_rows, 2.6])
+        axes = top.subplots(map_rows, map_cols, squeeze=False)
+        background = ex.image if where == "image" else ex.crop_image
+        pose = ex.keypoints if where == "image" else ex.keypoints_crop_scored
+        for r in range(map_rows):
+            figures.pose_panel(axes[r][0], background, pose, title=ex.model_name if r == 0 else "")
+            for c in range(1, map_cols):
+                layer, kp = (c - 1, self.keypoints[0]) if single else (r, self.keypoints[c - 1])
+                m = ex.dependency(kp, layer=layer, head=self.head)
+                m.plot(axes[r][c], where=where, colorbar=single, title=f"{m.keypoint} · L{layer + 1}")
+        head = "mean of heads" if self.head is None else f"head {self.head}"
+        top.suptitle(f"dependency maps by layer ({head})", fontsize=10)
+        self._plot_metrics(bottom.subplots(1, 3))
+        return fig
+
+    def _plot_metrics(self, axes) -> None:
+        layers = np.arange(1, self.explanation.num_layers + 1)
+        specs = (("entropy", "entropy (nats)"), ("distance_body", "mean distance (person sizes)"),
+                 ("mass_within", f"mass within r={self.metrics[0]['radius_px']:.0f}px"))
+        for ax, (key, label) in zip(axes, specs):
+            for kp in self.keypoints:
+                ys = [r[key] for r in self.metrics if r["keypoint"] == kp]
+                ax.plot(layers, ys, marker="o", ms=3, lw=1, label=kp)
+            if key == "entropy":
+                ax.axhline(self.metrics[0]["entropy_max"], color="grey", ls="--", lw=0.8, label="uniform")
+            ax.set_xlabel("layer", fontsize=8)
+            ax.set_title(label, fontsize=9)
+            ax.set_xticks(layers)
+            ax.tick_params(labelsize=7)
+        axes[0].legend(fontsize=6, ncol=2 if len(self.keypoints) > 6 else 1)
+
+    def show(self, where: str = "crop"):
+        return self.figure(where)
+
+    def _repr_png_(self) -> bytes:
+        fig = self.figure()
+        try:
+            return figures.figure_png(fig)
+        finally:
+            plt.close(fig)
+
+
+def layer_study(ex: Explanation, keypoints: str | int | list, head: int | None = None,
+                radius: float | None = None) -> LayerStudy:
+    """Every layer's dependency map and metrics for one keypoint, several, or "all"."""
+    if isinstance(keypoints, str) and keypoints.strip().lower() == "all":
+        keypoints = list(ex.keypoint_names)
+    elif isinstance(keypoints, (str, int)):
+        keypoints = [keypoints]
+    names = [ex.keypoint_names[ex.keypoint(k)] for k in keypoints]
+    if not names:
+        raise ValueError("no keypoints given")
+    if head is not None and not 0 <= head < ex.num_heads:
+        raise ValueError(f"head {head} out of range: the model has {ex.num_heads} heads (0..{ex.num_heads - 1})")
+    metrics = [row for k in names for row in layer_metrics(ex, k, head, radius)]
+    return LayerStudy(ex, names, head, metrics, person_size(ex))
