@@ -199,6 +199,7 @@ def evaluate_cmd(coco, images, model_name, weights, flip):
     click.echo(f"AP={m['AP']:.4f}")
 
 from .cli_tokens import kp_attention; main.add_command(kp_attention)  # noqa: E402,E702
+from .cli_analysis import layers, occlusion; main.add_command(layers); main.add_command(occlusion)  # noqa: E402,E702
 
 if __name__ == "__main__":
     main()
