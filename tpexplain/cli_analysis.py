@@ -128,7 +128,7 @@ def _parse_region(text: str, shape) -> tuple[float, float, float, float]:
 @click.option("--symmetric", is_flag=True, help="Hide the keypoint; measure the dependency moving to its mirror joint.")
 @click.option("--window", type=int, default=32, show_default=True, help="Sweep patch size (input-crop pixels).")
 @click.option("--stride", type=int, default=16, show_default=True, help="Sweep step (input-crop pixels).")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Sweep windows per forward pass.")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Sweep windows per forward pass.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise fill.")
 @model_options
 def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, stride, batch_size, seed,

@@ -474,7 +474,7 @@ def crop_fill(x: torch.Tensor, fill: str, window: int, seed: int = 0) -> torch.T
 
 
 def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: int = 32, stride: int = 16,
-                          fill: str = "mean", keypoints: list | None = None, batch_size: int = 16,
+                          fill: str = "mean", keypoints: list | None = None, batch_size: int = 4,
                           seed: int = 0, fast: bool = True) -> SensitivityMap:
     """Slide a `window`-pixel square over the model input crop (step `stride`, Captum's placement) and record,
     for every keypoint, how much its heatmap value at its clean peak drops.

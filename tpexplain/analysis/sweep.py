@@ -36,7 +36,7 @@ def occlude(x: torch.Tensor, fill: torch.Tensor, boxes: list[tuple[int, int]], w
 
 @torch.no_grad()
 def sweep(model: nn.Module, x: torch.Tensor, fill: torch.Tensor, boxes: list[tuple[int, int]], window: int,
-          keypoints: list[int], batch_size: int = 16, fast: bool = True
+          keypoints: list[int], batch_size: int = 4, fast: bool = True
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clean values (K,), peaks (K, 2) heatmap x, y, drops (K, len(boxes))) for the keypoint indices given.
 
