@@ -1,0 +1,152 @@
+"""`tpexplain batch`: one figure per annotated person, resumable, a bad image is reported and skipped."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tpexplain.batch import (FigureOptions, Item, Progress, coco_items, folder_items, gallery_html,
+                             read_manifest, run_batch)
+from tpexplain.cli import main
+
+TPEXPLAIN = str(Path(sys.executable).parent / "tpexplain")
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory) -> Path:
+    """The default architecture with seeded random weights: the real checkpoint path, fast and stable."""
+    from tpexplain import zoo
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "default_random.pth"
+    torch.save(zoo.build("default").state_dict(), path)
+    return path
+
+
+def test_coco_items_are_the_annotated_people(coco_dir):
+    items = coco_items(coco_dir / "test_coco.json", coco_dir)
+    assert len(items) == 12                          # 14 annotations, 2 with num_keypoints == 0
+    assert len({it.key for it in items}) == 12
+    assert all(it.bbox and it.person.startswith("ann") for it in items)
+
+
+def test_coco_batch_makes_a_figure_per_person_and_a_rerun_does_no_work(coco_dir, small_weights, tmp_path):
+    out = tmp_path / "figs"
+    cmd = [TPEXPLAIN, "batch", "--coco", str(coco_dir / "test_coco.json"), "--images", str(coco_dir),
+           "--out", str(out), "--weights", str(small_weights), "-k", "l_ankle", "--dpi", "60", "--jobs", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    figures = sorted(out.glob("*_attention.png"))
+    assert len(figures) == 12
+    rows = read_manifest(out / "manifest.jsonl")
+    assert len(rows) == 12 and all(r["status"] == "ok" for r in rows)
+    row = rows[0]
+    assert set(row["keypoints"]) >= {"nose", "l_ankle"} and len(row["keypoints"]["l_ankle"]) == 3
+    assert {"read", "explain", "figure"} <= set(row["timings"])
+    assert (out / row["output"]).is_file() and Path(row["input"]).is_file()
+    index = (out / "index.html").read_text()
+    assert all(f.name in index for f in figures)
+    assert "persons" in run.stderr and "ETA" in run.stderr          # progress bar and summary on stderr
+    assert run.stdout.strip() == str(out / "index.html")
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "0 figures made, 12 up to date (skipped), 0 failed" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps   # nothing touched
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]           # no temporaries left
+
+
+def test_folder_batch_reports_a_corrupt_image_and_makes_the_others(coco_dir, small_weights, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("000000000785.jpg", "000000040083.jpg"):
+        (images / name).write_bytes((coco_dir / name).read_bytes())
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "out"
+    args = ["batch", str(images), "--out", str(out), "--weights", str(small_weights), "-k", "l_wrist",
+            "--dpi", "50", "--jobs", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "broken.jpg" in result.output and "cannot decode" in result.output
+    assert "2 figures made" in result.output and "1 failed" in result.output
+    assert sorted(p.name for p in out.glob("*.png")) == ["000000000785_attention.png", "000000040083_attention.png"]
+    rows = {Path(r["input"]).name: r for r in read_manifest(out / "manifest.jsonl")}
+    assert rows["broken.jpg"]["status"] == "failed" and "cannot decode" in rows["broken.jpg"]["error"]
+    assert "broken.jpg" in (out / "index.html").read_text()
+
+    # a re-run retries only the failure; a fixed image is then made
+    (images / "broken.jpg").write_bytes((coco_dir / "000000196141.jpg").read_bytes())
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "1 figures made, 2 up to date (skipped), 0 failed" in result.output
+    assert (out / "broken_attention.png").is_file()
+
+
+def test_changed_options_redo_and_interrupted_output_is_not_complete(coco_dir, small_weights, tmp_path):
+    items = [Item(str(coco_dir / "000000000785.jpg"), "box0", (280.79, 44.73, 218.7, 346.68))]
+    out = tmp_path / "o"
+    opts = FigureOptions(keypoints=("l_ankle",), dpi=40)
+    s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts, progress=False)
+    assert (s.made, s.skipped, s.failed) == (1, 0, 0)
+    figure = out / "000000000785_box0_attention.png"
+    # a file without its manifest row (killed between the write and the record) is redone
+    (out / "manifest.jsonl").write_text("")
+    s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts, progress=False)
+    assert s.made == 1
+    # other options make a different figure: not complete
+    opts2 = FigureOptions(keypoints=("r_ankle",), dpi=40)
+    s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts2, progress=False)
+    assert s.made == 1 and figure.is_file()
+    # a temporary left by a killed writer is cleaned; a cut-off manifest line is ignored
+    (out / ".000000000785_box0_attention.abcd1234.png").write_bytes(b"half")
+    with open(out / "manifest.jsonl", "a") as fh:
+        fh.write('{"input": "cut off')
+    s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts2, progress=False)
+    assert (s.made, s.skipped) == (0, 1)
+    assert not (out / ".000000000785_box0_attention.abcd1234.png").exists()
+
+
+def test_boxes_file_and_input_errors(coco_dir, tmp_path):
+    (tmp_path / "boxes.csv").write_text("image,x,y,w,h\n000000000785.jpg,280,44,218,346\n000000000785.jpg,1,2,30,40\n")
+    items = folder_items(coco_dir, tmp_path / "boxes.csv")
+    assert [it.person for it in items] == ["box0", "box1"] and items[1].bbox == (1.0, 2.0, 30.0, 40.0)
+    (tmp_path / "boxes.json").write_text(json.dumps({"000000040083.jpg": [[0, 0, 100, 200]]}))
+    assert folder_items(coco_dir, tmp_path / "boxes.json")[0].key == "000000040083_box0"
+    with pytest.raises(ValueError, match="no images"):
+        folder_items(tmp_path)
+    with pytest.raises(ValueError, match="unknown figure kind 'heat'"):
+        run_batch(items, ["heat"], tmp_path / "x", progress=False)
+    result = CliRunner().invoke(main, ["batch", "--out", str(tmp_path / "y")])
+    assert result.exit_code != 0 and "FOLDER or --coco" in result.output
+    result = CliRunner().invoke(main, ["batch", str(coco_dir), "--out", str(tmp_path / "y"), "-k", "l_ankel",
+                                       "--weights", "random"])
+    assert result.exit_code == 1 and "l_ankle" in result.output
+
+
+def test_same_stem_images_get_distinct_outputs(tmp_path):
+    for name in ("a.jpg", "a.png"):
+        (tmp_path / name).write_bytes(b"")
+    keys = [it.key for it in folder_items(tmp_path)]
+    assert keys == ["a_jpg", "a_png"]
+
+
+def test_progress_bar_shows_rate_and_eta():
+    import io
+    stream = io.StringIO()
+    bar = Progress(4, stream=stream)
+    bar.update()
+    bar.update(failed=1)
+    bar.update(2)
+    text = stream.getvalue()
+    assert "4/4 persons" in text and "persons/s" in text and "ETA" in text and "1 failed" in text
+
+
+def test_gallery_escapes_and_lists_failures():
+    rows = [{"input": "x/<a>.jpg", "person": "image", "bbox": None, "figure": "attention",
+             "output": "a_attention.png", "status": "failed", "error": "bad <thing>"}]
+    page = gallery_html(rows)
+    assert "&lt;thing&gt;" in page and "<thing>" not in page and "1 failed" in page
