@@ -150,3 +150,16 @@ def test_gallery_escapes_and_lists_failures():
              "output": "a_attention.png", "status": "failed", "error": "bad <thing>"}]
     page = gallery_html(rows)
     assert "&lt;thing&gt;" in page and "<thing>" not in page and "1 failed" in page
+
+
+def test_layers_and_occlusion_figures_with_their_numbers(coco_dir, small_weights, tmp_path):
+    items = [Item(str(coco_dir / "000000000785.jpg"), "box0", (280.79, 44.73, 218.7, 346.68))]
+    opts = FigureOptions(keypoints=("l_wrist",), occlusion_keypoint="l_ankle", part="left_leg", dpi=40)
+    s = run_batch(items, ["layers", "occlusion"], tmp_path, weights=str(small_weights), jobs=1, options=opts,
+                  progress=False)
+    assert (s.made, s.failed) == (2, 0), s.failures
+    rows = {r["figure"]: r for r in read_manifest(tmp_path / "manifest.jsonl")}
+    assert (tmp_path / rows["layers"]["output"]).is_file() and (tmp_path / rows["occlusion"]["output"]).is_file()
+    assert len(rows["layers"]["results"]["metrics"]) == 4                       # one row per layer
+    assert rows["occlusion"]["results"]["keypoint"] == "l_ankle" and "peak_drop" in rows["occlusion"]["results"]
+    assert rows["occlusion"]["keypoints"]["l_ankle"]                             # the clean prediction

@@ -316,7 +316,8 @@ def _process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str)
         t = time.perf_counter()
         try:
             path = Path(out_dir) / row["output"]
-            row["keypoints"] = _make_figure(kind, pm, ex, image, box, options, path) or keypoints
+            row["results"], shown = _make_figure(kind, pm, ex, image, box, options, path)
+            row["keypoints"] = keypoints or _keypoint_record(shown)
             row["status"] = "ok"
         except Exception as exc:
             row["error"] = _one_line(exc)
@@ -325,8 +326,8 @@ def _process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str)
     return rows
 
 
-def _make_figure(kind: str, pm, ex, image, box, options: FigureOptions, path: Path) -> dict | None:
-    """Draw and atomically save one figure; returns the keypoints it shows when they differ from `ex`'s."""
+def _make_figure(kind: str, pm, ex, image, box, options: FigureOptions, path: Path) -> tuple[dict | None, object]:
+    """Draw and atomically save one figure: (the numbers behind it for the manifest, the clean Explanation)."""
     if kind == "attention":
         layers = _resolve_layers(options.layers, ex.num_layers)
         if len(options.keypoints) == 1 and len(layers) == 1:
@@ -334,8 +335,32 @@ def _make_figure(kind: str, pm, ex, image, box, options: FigureOptions, path: Pa
         else:
             fig = ex.grid(list(options.keypoints), layers, options.mode, options.head, options.where)
         _save(fig, path, options)
-        return None
-    raise ValueError(f"figure kind '{kind}' is not available in this version")
+        return None, ex
+    if kind == "layers":
+        from .analysis.depth import layer_study
+        study = layer_study(ex, list(options.keypoints), head=options.head)
+        _save(study.figure(options.where), path, options)
+        return {"metrics": _rounded(study.metrics)}, ex
+    if kind == "occlusion":
+        from .analysis.occlusion import occlusion_study
+        study = occlusion_study(pm, image, options.occlusion_keypoint, bbox=box, region=options.region,
+                                part=options.part, fill=options.fill, flip=options.flip)
+        _save(study.figure(), path, options)
+        return _rounded(study.summary()), study.before
+    raise ValueError(f"unknown figure kind '{kind}'; use {', '.join(FIGURE_KINDS)}")
+
+
+def _rounded(value):
+    """JSON-ready numbers, 4 significant digits: the manifest is for reading, not for re-computing."""
+    if isinstance(value, dict):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    return value
 
 
 def _save(fig, path: Path, options: FigureOptions) -> None:
