@@ -1,0 +1,113 @@
+"""The explorer page: self-contained, compact, faithful to the recorded attention, and alive in a real browser."""
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import tpexplain
+from tpexplain.cli import main
+from tpexplain.explore import explore_page, explorer_data, explorer_html
+
+from chromium_driver import Browser, find_chromium
+
+BOX = (280.79, 44.73, 218.7, 346.68)
+
+
+@pytest.fixture(scope="module")
+def ex(coco_dir):
+    torch.manual_seed(0)
+    pm = tpexplain.load("default", weights="random")
+    return pm.explain(coco_dir / "000000000785.jpg", bbox=BOX, flip=False)
+
+
+def _decode(layer: dict, queries: int) -> np.ndarray:
+    q = np.frombuffer(base64.b64decode(layer["data"]), np.uint8).reshape(queries, -1)
+    s = np.frombuffer(base64.b64decode(layer["scale"]), "<f4")
+    return q.astype(np.float32) / 255 * s[:, None]
+
+
+def test_stored_rows_are_the_dependency_maps(ex):
+    data = explorer_data(ex)
+    gh, gw = ex.layout.grid
+    assert data["step"] == 1 and data["pool"] == 1 and len(data["layers"]) == ex.num_layers
+    for layer in (0, ex.num_layers - 1):
+        rows = _decode(data["layers"][layer], gh * gw)
+        for x, y in ((20.0, 30.0), (100.0, 200.0)):
+            token = ex.layout.token_at(x, y)
+            want = ex.dependency(point=(x, y), layer=layer).values.ravel()
+            assert np.abs(rows[token] - want).max() <= want.max() / 255 * 0.51 + 1e-9
+
+
+def test_large_grids_are_subsampled_and_say_so(ex):
+    data = explorer_data(ex, max_queries=200, max_bytes=100_000)
+    assert data["step"] == 2 and len(data["queryRows"]) == 16 and len(data["queryCols"]) == 12
+    assert data["pool"] > 1
+    page = explorer_html(ex, max_queries=200, max_bytes=100_000)
+    assert "queries stored every 2 tokens" in page and "keys summed over" in page
+
+
+def test_page_is_self_contained(ex):
+    page = explore_page(ex).html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)     # no network asset
+    assert "default-src 'none'" in page
+    payload = page[page.index("const D = ") + 10: page.index(";\nfunction bytes")]
+    data = json.loads(payload)
+    assert data["image"].startswith("data:image/png;base64,")
+    assert len(page) < 4_000_000                                              # 768 tokens x 4 layers
+
+
+def test_explore_command(coco_dir, tmp_path):
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(main, ["explore", str(coco_dir / "000000000785.jpg"), "--bbox",
+                                       ",".join(map(str, BOX)), "--weights", "random", "-k", "l_ankle,r_wrist",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 100_000 and '"name":"r_wrist"' in out.read_text()
+    result = CliRunner().invoke(main, ["explore", str(coco_dir / "missing.jpg"), "--weights", "random"])
+    assert result.exit_code == 1 and "image not found" in result.output
+
+
+CHECKSUM = """(() => {const c = document.getElementById('layer%d');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = 0; for (let i = 0; i < d.length; i += 3) s = (s * 31 + d[i]) %% 1000000007; return s;})()"""
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="chromium not installed (apt-get install chromium)")
+def test_page_reacts_to_clicks_in_chromium(ex, tmp_path):
+    page = tmp_path / "page.html"
+    explore_page(ex, keypoints=["l_ankle", "r_wrist"]).save(page)
+    browser = Browser(find_chromium())
+    try:
+        browser.open(page.as_uri())
+        browser.wait_for("window.tpxReady === true")
+        assert browser.evaluate("document.body.dataset.keypoint") == "l_ankle"
+        layers = ex.num_layers
+        before = [browser.evaluate(CHECKSUM % i) for i in range(layers)]
+        left, top, width, height = browser.evaluate(
+            "(() => {const r = document.getElementById('layer0').getBoundingClientRect();"
+            " return [r.left, r.top, r.width, r.height];})()")
+        assert width > 100 and height > 100
+
+        browser.click(left + 20, top + 30)                    # a real mouse click on the first layer's image
+        assert browser.evaluate("document.body.dataset.keypoint") == ""
+        token = ex.layout.token_at(20 * 192 / width, 30 * 256 / height)
+        assert int(browser.evaluate("document.body.dataset.query")) == token
+        after = [browser.evaluate(CHECKSUM % i) for i in range(layers)]
+        assert all(a != b for a, b in zip(before, after))      # every layer's map was redrawn
+
+        browser.click(left + width - 30, top + height - 40)   # another point: the maps change again
+        again = [browser.evaluate(CHECKSUM % i) for i in range(layers)]
+        assert all(a != b for a, b in zip(after, again))
+        assert "token row" in browser.evaluate("document.getElementById('info').textContent")
+
+        # the keypoint list: clicking an entry selects that keypoint's query
+        x, y = browser.evaluate("(() => {const r = document.querySelectorAll('#kps div')[1]"
+                                ".getBoundingClientRect(); return [r.left + 5, r.top + 5];})()")
+        browser.click(x, y)
+        assert browser.evaluate("document.body.dataset.keypoint") == "r_wrist"
+    finally:
+        browser.close()
