@@ -292,8 +292,8 @@ def test_occlusion_commands(tmp_path):
     assert out.exists() and (tmp_path / "occ.csv").exists()
     assert json.loads((tmp_path / "occ.json").read_text())["hidden"] == "left_leg"
     sweep_out = tmp_path / "sweep.png"
-    r = invoke("occlusion", SKIER, "-k", "l_ankle,nose", "--sweep", "--window", "96", "--stride", "80", *MODEL, "--no-flip",
-               "-o", sweep_out)
+    r = invoke("occlusion", SKIER, "-k", "l_ankle,nose", "--sweep", "--window", "96", "--stride", "80", *MODEL,
+               "--no-flip", "-o", sweep_out)
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "sweep.json").read_text())
     assert data["keypoints"] == ["l_ankle", "nose"] and len(data["drops"]["nose"]) == 3

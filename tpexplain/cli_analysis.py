@@ -212,6 +212,7 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
     _write_all(paths, study.figure(), write_csv, write_json)
     click.echo(study.table())
     if result is not None:
-        click.echo(f"mirror {result['mirror']}: {result['mirror_mass_before']:.3f} → {result['mirror_mass_after']:.3f} "
-                   f"(shift {result['mirror_shift']:+.3f}); adjacent shift {result['adjacent_shift']:+.3f}")
+        click.echo(f"mirror {result['mirror']}: {result['mirror_mass_before']:.3f} → "
+                   f"{result['mirror_mass_after']:.3f} (shift {result['mirror_shift']:+.3f}); "
+                   f"adjacent shift {result['adjacent_shift']:+.3f}")
     click.echo(str(paths[0]))

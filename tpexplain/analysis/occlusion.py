@@ -109,6 +109,8 @@ def _part_joints(part: str, names: tuple[str, ...]) -> tuple[str, tuple[int, ...
     key = str(part).strip().lower().replace("-", "_").replace(" ", "_")
     key = {"l_arm": "left_arm", "r_arm": "right_arm", "l_leg": "left_leg", "r_leg": "right_leg"}.get(key, key)
     if key in BODY_PARTS:
+        if tuple(names) != COCO_KEYPOINTS:
+            raise ValueError(f"body part '{part}' needs the 17 COCO keypoints; name a keypoint instead")
         return key, BODY_PARTS[key]
     try:
         k = keypoint_index(key, names)
@@ -211,7 +213,7 @@ class OcclusionStudy:
     def figure(self):
         """Before (top) and after (bottom): pose, the keypoint's heatmap, its dependency map; region masses."""
         fig = plt.figure(figsize=(12, 7.6))
-        grid = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 1.3])
+        grid = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 1.3], wspace=0.45)
         k = self.before.keypoint(self.keypoint)
         mask_crop = cv2.warpAffine(self.mask.astype(np.float32), self.before.crop.to_crop,
                                    self.before.input_size[::-1], flags=cv2.INTER_NEAREST)
@@ -288,9 +290,15 @@ def occlusion_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
         displacement_px=float(disp[k]), displacement_norm=disp_crop / person_size(before),
         peak_before=float(hb.max()), peak_after=float(ha.max()), peak_drop=float(hb.max() - ha.max()),
         value_at_clean_peak_after=float(ha.flatten()[clean_peak]),
-        masses_before=region_masses(before, before.dependency(k).values, k),
-        masses_after=region_masses(before, after.dependency(k).values, k),
+        masses_before=_masses(before, before, k), masses_after=_masses(before, after, k),
         displacements_px={before.keypoint_names[i]: float(d) for i, d in enumerate(disp)})
+
+
+def _masses(clean: Explanation, ex: Explanation, k: int) -> dict[str, float]:
+    """k's last-layer dependency mass per body region of the clean pose (none for non-COCO keypoints)."""
+    if tuple(clean.keypoint_names) != COCO_KEYPOINTS:
+        return {r: float("nan") for r in REGIONS}
+    return region_masses(clean, ex.dependency(k).values, k)
 
 
 def symmetric_study(pose_model, image, keypoint: str | int, bbox: tuple | None = None, fill: str = "mean",
@@ -437,9 +445,14 @@ class SensitivityMap:
             axes = axes[:, None] if axes.ndim == 1 else axes
             figures.pose_panel(axes[0, 0], ex.crop_image, ex.keypoints_crop_scored, title=ex.model_name)
             cells = [(axes[1, 0], axes[2, 0])]
-        else:
-            fig, axes = plt.subplots(2, len(kps), figsize=(2.3 * len(kps), 6.4), squeeze=False)
-            cells = [(axes[0, c], axes[1, c]) for c in range(len(kps))]
+        else:    # pairs of rows (sensitivity over attention), at most 6 keypoints across
+            cols = min(len(kps), 6)
+            bands = -(-len(kps) // cols)
+            fig, axes = plt.subplots(2 * bands, cols, figsize=(2.3 * cols, 6.4 * bands), squeeze=False)
+            cells = [(axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]) for i in range(len(kps))]
+            for i in range(len(kps), bands * cols):
+                axes[2 * (i // cols), i % cols].set_axis_off()
+                axes[2 * (i // cols) + 1, i % cols].set_axis_off()
         for (ax_s, ax_a), kp in zip(cells, kps):
             dep = ex.dependency(kp, layer=layer)
             rho = self.rank_correlation(dep)

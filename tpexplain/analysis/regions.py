@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..explanation import Explanation
-from ..keypoints import HEAD, SKELETON, flip_index
+from ..keypoints import COCO_KEYPOINTS, HEAD, SKELETON, flip_index
 from .depth import default_radius, token_centers
 
 REGIONS = ("own", "symmetric", "adjacent", "head", "person", "background")
@@ -41,6 +41,9 @@ def _segment_distance(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarr
 def region_masks(ex: Explanation, keypoint: str | int, radius: float | None = None) -> dict[str, np.ndarray]:
     """Disjoint boolean masks (gh, gw) on the token grid for own, symmetric, adjacent, head, person and
     background, relative to `keypoint` (see the module docstring for the rule)."""
+    if tuple(ex.keypoint_names) != COCO_KEYPOINTS:
+        raise ValueError(f"body regions need the 17 COCO keypoints; {ex.model_name} predicts "
+                         f"{len(ex.keypoint_names)} others")
     k = ex.keypoint(keypoint)
     r = default_radius(ex) if radius is None else float(radius)
     if not r > 0:
