@@ -1,6 +1,5 @@
 """`tpexplain batch`: one figure per annotated person, resumable, a bad image is reported and skipped."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +162,17 @@ def test_layers_and_occlusion_figures_with_their_numbers(coco_dir, small_weights
     assert len(rows["layers"]["results"]["metrics"]) == 4                       # one row per layer
     assert rows["occlusion"]["results"]["keypoint"] == "l_ankle" and "peak_drop" in rows["occlusion"]["results"]
     assert rows["occlusion"]["keypoints"]["l_ankle"]                             # the clean prediction
+
+
+def test_new_weights_in_the_same_file_redo_the_figures(coco_dir, small_weights, tmp_path):
+    weights = tmp_path / "model.pth"
+    weights.write_bytes(small_weights.read_bytes())
+    items = [Item(str(coco_dir / "000000000785.jpg"), "box0", (280.79, 44.73, 218.7, 346.68))]
+    opts = FigureOptions(keypoints=("l_ankle",), dpi=40)
+    run = lambda: run_batch(items, ["attention"], tmp_path / "o", weights=str(weights), jobs=1, options=opts,
+                            progress=False)
+    assert run().made == 1 and run().skipped == 1
+    from tpexplain import zoo
+    torch.manual_seed(7)
+    torch.save(zoo.build("default").state_dict(), weights)     # retrained: same name, other weights
+    assert run().made == 1

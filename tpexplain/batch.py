@@ -22,7 +22,7 @@ import re
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
@@ -243,11 +243,33 @@ def _latest(rows: Iterable[dict]) -> dict[str, dict]:
     return {r["output"]: r for r in rows}
 
 
-def is_complete(row: dict | None, out_dir: Path, signature: dict, model: str, weights: str | None) -> bool:
-    """Whether an output needs no work: written (atomically, so whole) and recorded ok with these options."""
+def is_complete(row: dict | None, out_dir: Path, signature: dict, model: str, checkpoint: str) -> bool:
+    """Whether an output needs no work: written (atomically, so whole) and recorded ok with these options
+    by this model with these very weights."""
     return (row is not None and row.get("status") == "ok" and row.get("options") == signature
-            and row.get("model") == model and row.get("weights") == weights
+            and row.get("model") == model and row.get("checkpoint") == checkpoint
             and (out_dir / row["output"]).is_file())
+
+
+def checkpoint_fingerprint(model_name: str, weights: str | None) -> str:
+    """A short hash of the checkpoint's bytes: figures from other weights (a retrained model) are redone."""
+    import hashlib
+    if weights == "random":
+        return "random"
+    if weights is None:
+        from . import zoo
+        path = zoo.checkpoint_path(model_name)
+        if path is None:
+            return "missing"
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            return "missing"
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _clean_stale_temporaries(out_dir: Path, names: set[str]) -> None:
@@ -266,16 +288,16 @@ def _clean_stale_temporaries(out_dir: Path, names: set[str]) -> None:
 _WORKER: dict = {}
 
 
-def _init_worker(model_name: str, weights: str | None, one_thread: bool) -> None:
-    """Runs once in each worker process: one torch thread, the model loaded once."""
-    if one_thread:
+def _init_worker(model_name: str, weights: str | None, spawned: bool) -> None:
+    """Runs once in each worker process (one torch thread, headless drawing), or in-process for one job."""
+    if spawned:
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides what an interrupt stops
         import cv2
+        import matplotlib
         import torch
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
-    import matplotlib
-    matplotlib.use("Agg")
+        matplotlib.use("Agg")
     _WORKER.clear()
     try:
         from .api import load
@@ -489,6 +511,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
 
     manifest_path = out / MANIFEST
     previous = _latest(read_manifest(manifest_path))
+    checkpoint = checkpoint_fingerprint(model_name, weights)
     todo: list[tuple[Item, list[str]]] = []
     skipped = 0
     names = set()
@@ -497,7 +520,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
         for kind in kinds:
             name = output_name(it, kind, options)
             names.add(name)
-            if not force and is_complete(previous.get(name), out, options.signature(kind), model_name, weights):
+            if not force and is_complete(previous.get(name), out, options.signature(kind), model_name, checkpoint):
                 skipped += 1
             else:
                 pending.append(kind)
@@ -518,7 +541,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
         failed = 0
         with open(manifest_path, "a") as fh:
             for r in rows:
-                r["model"], r["weights"] = model_name, weights
+                r["model"], r["weights"], r["checkpoint"] = model_name, weights, checkpoint
                 fh.write(json.dumps(r) + "\n")
                 if r["status"] == "ok":
                     summary.made += 1
@@ -534,7 +557,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     try:
         if todo and jobs == 1:
-            _init_worker(model_name, weights, one_thread=False)
+            _init_worker(model_name, weights, spawned=False)
             for it, pending in todo:
                 record(_process(it, pending, options, str(out)))
         elif todo:
@@ -675,7 +698,3 @@ def gallery_html(rows: list[dict], title: str = "tpexplain batch") -> str:
         parts.append("</div></div>")
     parts.append("</div></body></html>\n")
     return "".join(parts)
-
-
-def summary_dict(summary: BatchSummary) -> dict:
-    return asdict(summary)
