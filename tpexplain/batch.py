@@ -554,7 +554,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
             os.fsync(fh.fileno())
         bar.update(1, failed=1 if failed else 0)
 
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    jobs = max(1, min(jobs or available_cores(), len(todo) or 1))
     try:
         if todo and jobs == 1:
             _init_worker(model_name, weights, spawned=False)
@@ -571,6 +571,14 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
         say(f"{summary}; run the same command again to resume")
         raise KeyboardInterrupt
     return summary
+
+
+def available_cores() -> int:
+    """The cores this process may use (its CPU affinity, which a container or taskset can narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _run_pool(todo, options, out: Path, model_name, weights, jobs: int, record) -> None:

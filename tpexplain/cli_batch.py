@@ -1,7 +1,6 @@
 """`tpexplain batch` (figures for a folder or a COCO file) and `tpexplain explore` (an interactive page)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -65,7 +64,7 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
         keypoints=tuple(parse_keypoints(keypoint)), layers=layer, mode=mode, head=head, where=where,
         occlusion_keypoint=COCO_KEYPOINTS[keypoint_index(occlude_keypoint)], part=part,
         region=parse_bbox(region) if region else None, fill=fill, flip=flip, dpi=dpi, format=fmt)
-    summary = run_batch(items, figures.split(","), out_dir, model_name, weights, jobs or os.cpu_count(),
+    summary = run_batch(items, figures.split(","), out_dir, model_name, weights, jobs,
                         options, force=force, progress=not no_progress)
     click.echo(str(summary), err=True)
     click.echo(summary.index)
