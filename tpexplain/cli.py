@@ -201,6 +201,7 @@ def evaluate_cmd(coco, images, model_name, weights, flip):
 from .cli_batch import batch, explore; main.add_command(batch); main.add_command(explore)  # noqa: E402,E702
 from .cli_tokens import kp_attention; main.add_command(kp_attention)  # noqa: E402,E702
 from .cli_analysis import layers, occlusion; main.add_command(layers); main.add_command(occlusion)  # noqa: E402,E702
+from .cli_findings import findings; main.add_command(findings)  # noqa: E402,E702
 
 if __name__ == "__main__":
     main()
