@@ -124,8 +124,12 @@ def models():
         rows.append((name, e["arch"], "yes" if present else "no", e.get("description", "")))
     w = max(len(r[0]) for r in rows)
     click.echo(f"{'name':<{w}}  {'arch':<12} weights  description")
+    zoo_entries = zoo.manifest()
     for name, arch, present, desc in rows:
         click.echo(f"{name:<{w}}  {arch:<12} {present:<8} {desc}")
+        source = zoo_entries[name].get("source")
+        if source:
+            click.echo(f"{'':<{w}}  source: {source}")
     click.echo(f"\ncheckpoints folder: {zoo.models_dir()}")
 
 
@@ -171,13 +175,17 @@ def synth(n, seed, out, max_people):
               help="Also write the weights alone here at every checkpoint (e.g. models/default.pth).")
 @click.option("--save-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pth.")
-def train(model_name, coco, images, iters, batch_size, lr, warmup, seed, workers, out, export, save_every, resume):
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast for the forward pass (faster on CPUs with AMX).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads (default: all cores; 1 is faster on a machine busy with other work).")
+def train(model_name, coco, images, iters, batch_size, lr, warmup, seed, workers, out, export, save_every, resume,
+          bf16, threads):
     """Train a model (default: the bundled default model's recipe on synthetic people)."""
     from .train import train as run
     if coco and not images:
         raise click.UsageError("--coco needs --images")
     run(model_name, out, iters, batch_size, lr, warmup, seed, workers, coco, images, resume, save_every, export,
-        log=lambda m: click.echo(m, err=True))
+        threads=threads, bf16=bf16, log=lambda m: click.echo(m, err=True))
 
 
 @main.command("eval")
