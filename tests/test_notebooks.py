@@ -18,7 +18,7 @@ def default_model_present():
 
 
 def test_the_expected_examples_exist():
-    assert {"quickstart.ipynb", "layer_depth.ipynb", "occlusion.ipynb"} <= set(NOTEBOOKS)
+    assert {"quickstart.ipynb", "layer_depth.ipynb", "occlusion.ipynb", "findings.ipynb"} <= set(NOTEBOOKS)
     assert (EXAMPLES / "batch_figures.py").is_file()
 
 
