@@ -74,12 +74,15 @@ def mass_within(p: np.ndarray, layout: TokenLayout, query_xy: tuple[float, float
 
 
 def person_size(ex: Explanation) -> float:
-    """The person's size in crop pixels: the diagonal of the box around all predicted keypoints.
+    """The person's size in crop pixels: the diagonal of the box around all predicted keypoints, the
+    keypoints clipped to the input crop.
 
-    Floored at one token's diagonal, so a degenerate prediction (every keypoint on one spot, as an untrained
-    model may give) does not divide by zero.
+    Clipping keeps a wild prediction (an untrained model's flat heatmaps can decode far outside the crop)
+    from inflating the size; the floor of one token's diagonal keeps a degenerate one (every keypoint on one
+    spot) from dividing by zero.
     """
-    kp = np.asarray(ex.keypoints_crop, dtype=np.float64)
+    h, w = ex.input_size
+    kp = np.clip(np.asarray(ex.keypoints_crop, dtype=np.float64), 0, [w - 1, h - 1])
     diag = float(np.hypot(*(kp.max(0) - kp.min(0))))
     return max(diag, float(np.hypot(*ex.layout.stride)))
 

@@ -506,6 +506,8 @@ def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: 
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
     names = pose_model.keypoint_names
+    if isinstance(keypoints, str) and keypoints.strip().lower() == "all":
+        keypoints = None
     idx = list(range(len(names))) if keypoints is None else \
         [keypoint_index(k, names) for k in ([keypoints] if isinstance(keypoints, (str, int)) else keypoints)]
     ex = pose_model.explain(_as_image(image), bbox=bbox)
