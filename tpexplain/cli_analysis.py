@@ -166,7 +166,7 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
 
     if sweep:
         sm = occ.occlusion_sensitivity(pm, img, bbox=box, window=window, stride=stride, fill=fill,
-                                       keypoints=keypoints, batch_size=batch_size, seed=seed)
+                                       keypoints=keypoints, batch_size=batch_size, seed=seed, flip=flip)
         summary = sm.summary()
         rho = summary["rank_correlation_last_layer"]
 

@@ -488,13 +488,14 @@ def crop_fill(x: torch.Tensor, fill: str, window: int, seed: int = 0) -> torch.T
 
 def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: int = 32, stride: int = 16,
                           fill: str = "mean", keypoints: list | None = None, batch_size: int = 4,
-                          seed: int = 0, fast: bool = True) -> SensitivityMap:
+                          seed: int = 0, fast: bool = True, flip: bool = True) -> SensitivityMap:
     """Slide a `window`-pixel square over the model input crop (step `stride`, Captum's placement) and record,
     for every keypoint, how much its heatmap value at its clean peak drops.
 
     Every keypoint comes from the same batched forward passes. With `fast`, models the sweep knows
     (TransPose-R/H) skip work that cannot change (see `tpexplain.analysis.sweep`); results equal the plain
-    per-window forward up to float rounding.
+    per-window forward up to float rounding. The sweep's passes are un-flipped; `flip` only refines the
+    explanation's predicted keypoints (the attention maps' queries).
     """
     _check_fill(fill)
     h, w = pose_model.input_size
@@ -510,7 +511,7 @@ def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: 
         keypoints = None
     idx = list(range(len(names))) if keypoints is None else \
         [keypoint_index(k, names) for k in ([keypoints] if isinstance(keypoints, (str, int)) else keypoints)]
-    ex = pose_model.explain(_as_image(image), bbox=bbox)
+    ex = pose_model.explain(_as_image(image), bbox=bbox, flip=flip)
     from .sweep import sweep
     x = ex.input
     starts_y, starts_x = window_starts(h, window, stride), window_starts(w, window, stride)
