@@ -41,6 +41,14 @@ def test_dark_recovers_subpixel_peak():
     assert np.allclose(plain[0, 0], [20, 31])
 
 
+def test_dark_keeps_the_argmax_where_the_heatmap_has_no_peak():
+    hm = np.zeros((1, 1, 64, 48), np.float32)
+    hm[0, 0, 20:40, 10:30] = 1.0                         # a plateau: no curvature to refine with
+    hm[0, 0, 30, 20] = 1.001
+    coords, _ = decode(hm)
+    assert np.allclose(coords[0, 0], [20, 30], atol=1.0)
+
+
 def test_nonpositive_heatmap_gives_zero_coords():
     coords, scores = argmax_coords(-np.ones((1, 1, 8, 6), np.float32))
     assert (coords == 0).all() and scores[0, 0] == -1
@@ -92,5 +100,8 @@ def test_token_layout():
     assert lay.token_at(0, 0) == 0 and lay.token_at(191.9, 255.9) == 767
     assert lay.token_at(-5, 300) == 31 * 24          # clamped
     assert lay.token_center(25) == (12.0, 12.0)
+    padded = TokenLayout(grid=(16, 12), stride=(16, 16), origin=(-2, -2))   # ViTPose's padded patches
+    assert padded.token_at(13.9, 0) == 0 and padded.token_at(14.0, 0) == 1
+    assert padded.token_center(1) == (22.0, 6.0)
     special = TokenLayout(grid=(2, 2), stride=(4, 4), special=("a", "b"))
     assert special.token_at(5, 5) == 2 + 3 and special.num_tokens == 6

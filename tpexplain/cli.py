@@ -33,6 +33,8 @@ class _Group(click.Group):
 @click.version_option(package_name="tpexplain")
 def main() -> None:
     """See why a transformer pose estimator put a keypoint where it did."""
+    import matplotlib
+    matplotlib.use("Agg")  # the CLI only writes files; never open a window
 
 
 def model_options(f):

@@ -45,7 +45,11 @@ def dark_refine(heatmaps: np.ndarray, coords: np.ndarray, kernel: int = 11) -> n
             det = dxx * dyy - dxy * dxy
             if det != 0:
                 hess_inv = np.array([[dyy, -dxy], [-dxy, dxx]]) / det
-                coords[i, j] -= hess_inv @ np.array([dx, dy])
+                offset = -(hess_inv @ np.array([dx, dy]))
+                # a Newton step longer than a pixel means the blurred log-heatmap is not a peak there
+                # (flat or saddle-shaped maps of untrained models); the argmax is then the better answer
+                if np.all(np.abs(offset) <= 1.0):
+                    coords[i, j] += offset
     return coords
 
 

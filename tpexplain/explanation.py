@@ -34,7 +34,14 @@ class AttentionMap:
     def on_crop(self) -> np.ndarray:
         """Bilinearly upsampled to the model input crop (as the official visualisation does)."""
         h, w = self.explanation.input_size
-        return cv2.resize(self.values.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        lay = self.explanation.layout
+        gh, gw = self.values.shape
+        size = (int(round(gw * lay.stride[1])), int(round(gh * lay.stride[0])))
+        up = cv2.resize(self.values.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+        if lay.origin == (0.0, 0.0) and up.shape == (h, w):
+            return up
+        shift = np.float32([[1, 0, lay.origin[0]], [0, 1, lay.origin[1]]])  # the grid's first token's corner
+        return cv2.warpAffine(up, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def on_image(self) -> np.ndarray:
         """Mapped back through the crop's affine transform onto the original image (0 outside the crop)."""

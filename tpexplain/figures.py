@@ -4,13 +4,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg", force=False)  # headless by default; notebooks keep their inline backend
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .keypoints import SKELETON  # noqa: E402
+from .keypoints import SKELETON
 
 CMAP = "nipy_spectral"   # the official TransPose visualisation's colour map
 LEFT, RIGHT, CENTER = "#1f77ff", "#ff7f0e", "#2ca02c"

@@ -185,7 +185,8 @@ class ViTPose(nn.Module):
 
     @property
     def token_layout(self) -> TokenLayout:
-        return TokenLayout(grid=self.backbone.grid, stride=(PATCH, PATCH))
+        return TokenLayout(grid=self.backbone.grid, stride=(PATCH, PATCH),
+                           origin=(-PATCH_PADDING, -PATCH_PADDING))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.keypoint_head(self.backbone(x))
