@@ -1,12 +1,10 @@
 """`tpexplain attention`, `models` and `download` as a user runs them."""
 import functools
 import http.server
-import os
 import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import torch

@@ -14,7 +14,7 @@ from .explanation import Explanation
 from .inference import Poses, heatmap_size, heatmaps_to_keypoints, input_size, make_crops, predict
 from .io import read_image, to_rgb8
 from .keypoints import COCO_KEYPOINTS, FLIP_PAIRS
-from .record import LayerAttention, record_attention
+from .record import record_attention
 
 FULL_MAPS_BUDGET = 256 * 2**20  # bytes of per-head maps above which "auto" records q/k instead
 

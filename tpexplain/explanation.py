@@ -19,7 +19,7 @@ MAP_KINDS = ("dependency", "affected")
 
 
 @dataclass
-class AttentionMap:
+class AttentionMap(figures.Displayable):
     """One attention row or column on the token grid, with what is needed to draw it."""
 
     values: np.ndarray              # (gh, gw) over visual tokens
@@ -80,19 +80,10 @@ class AttentionMap:
         self.plot(axes[1], where=where)
         return fig
 
-    def show(self, where: str = "crop"):
-        return self.figure(where)
-
-    def _repr_png_(self) -> bytes:
-        fig = self.figure()
-        try:
-            return figures.figure_png(fig)
-        finally:
-            plt.close(fig)
 
 
 @dataclass
-class Explanation:
+class Explanation(figures.Displayable):
     """A person's prediction plus the attention of every encoder layer, for one image."""
 
     image: np.ndarray                 # original RGB image
@@ -231,12 +222,3 @@ class Explanation:
                            title=self.model_name)
         return fig
 
-    def show(self, where: str = "image"):
-        return self.figure(where)
-
-    def _repr_png_(self) -> bytes:
-        fig = self.figure()
-        try:
-            return figures.figure_png(fig)
-        finally:
-            plt.close(fig)

@@ -71,3 +71,24 @@ def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+class Displayable:
+    """Base of every result that draws itself: `figure()` is the one method a subclass provides;
+    `show()` returns it, `save(path)` writes it atomically, Jupyter displays it inline."""
+
+    def figure(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def show(self, *args, **kwargs):
+        return self.figure(*args, **kwargs)
+
+    def save(self, path: str | Path, dpi: int = 150) -> Path:
+        return save_figure(self.figure(), path, dpi)
+
+    def _repr_png_(self) -> bytes:
+        fig = self.figure()
+        try:
+            return figure_png(fig)
+        finally:
+            plt.close(fig)

@@ -17,7 +17,7 @@ CMAP = "viridis"
 
 
 @dataclass
-class KeypointAttention:
+class KeypointAttention(figures.Displayable):
     """One layer's keypoint-token → keypoint-token attention, heads averaged unless `head` is set."""
 
     values: np.ndarray          # (K, K): row = query keypoint token, column = key keypoint token
@@ -59,15 +59,6 @@ class KeypointAttention:
         fig.suptitle(f"{self.model_name}: keypoint-to-keypoint attention", fontsize=9)
         return fig
 
-    def show(self):
-        return self.figure()
-
-    def _repr_png_(self) -> bytes:
-        fig = self.figure()
-        try:
-            return figures.figure_png(fig)
-        finally:
-            plt.close(fig)
 
 
 def keypoint_attention(explanation, layer: int = -1, head: int | None = None) -> KeypointAttention:

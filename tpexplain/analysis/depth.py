@@ -120,7 +120,7 @@ def layer_metrics(ex: Explanation, keypoint: str | int, head: int | None = None,
 
 
 @dataclass
-class LayerStudy:
+class LayerStudy(figures.Displayable):
     """Dependency maps of some keypoints at every layer, with the per-layer metrics."""
 
     explanation: Explanation = field(repr=False)
@@ -204,15 +204,6 @@ class LayerStudy:
             ax.tick_params(labelsize=7)
         axes[0].legend(fontsize=6, ncol=2 if len(self.keypoints) > 6 else 1)
 
-    def show(self, where: str = "crop"):
-        return self.figure(where)
-
-    def _repr_png_(self) -> bytes:
-        fig = self.figure()
-        try:
-            return figures.figure_png(fig)
-        finally:
-            plt.close(fig)
 
 
 def layer_study(ex: Explanation, keypoints: str | int | list, head: int | None = None,

@@ -25,7 +25,7 @@ from .. import figures
 from ..explanation import AttentionMap, Explanation
 from ..io import atomic_path
 from ..keypoints import BODY_PARTS, COCO_KEYPOINTS, HEAD, flip_index, keypoint_index
-from ..transforms import apply_affine
+
 from .depth import default_radius, person_size
 from .regions import REGIONS, TORSO, region_masses
 
@@ -163,7 +163,7 @@ def _is_bone(a: int, b: int) -> bool:
 # Region / part study
 
 @dataclass
-class OcclusionStudy:
+class OcclusionStudy(figures.Displayable):
     """One keypoint before and after hiding a region: pose, heatmap peak, dependency and its regions."""
 
     keypoint: str
@@ -239,15 +239,6 @@ class OcclusionStudy:
         fig.suptitle(f"{self.before.model_name}: hide {self.hidden} ({self.fill} fill)", fontsize=10)
         return fig
 
-    def show(self):
-        return self.figure()
-
-    def _repr_png_(self) -> bytes:
-        fig = self.figure()
-        try:
-            return figures.figure_png(fig)
-        finally:
-            plt.close(fig)
 
 
 def _as_image(image) -> np.ndarray:
@@ -350,7 +341,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @dataclass
-class SensitivityMap:
+class SensitivityMap(figures.Displayable):
     """Per keypoint, the drop of its clean-peak heatmap value when each window is hidden."""
 
     drops: np.ndarray                 # (K, gy, gx) clean value − occluded value, on the window grid
@@ -462,15 +453,6 @@ class SensitivityMap:
         fig.suptitle(f"occlusion sensitivity vs attention ({self.fill} fill)", fontsize=10)
         return fig
 
-    def show(self, keypoint=None):
-        return self.figure(keypoint)
-
-    def _repr_png_(self) -> bytes:
-        fig = self.figure()
-        try:
-            return figures.figure_png(fig)
-        finally:
-            plt.close(fig)
 
 
 def crop_fill(x: torch.Tensor, fill: str, window: int, seed: int = 0) -> torch.Tensor:

@@ -49,18 +49,38 @@ def fuse_heads(attention: torch.Tensor, head_fusion: str = "mean") -> torch.Tens
     raise ValueError(f"unknown head fusion '{head_fusion}'; use one of {', '.join(HEAD_FUSIONS)}")
 
 
-def rollout_vector(ex: Explanation, token: int, residual: bool = True, head_fusion: str = "mean",
-                   start_layer: int = 0) -> np.ndarray:
-    """Row `token` of the rollout over layers start_layer..L-1 of `ex`, over all tokens (special first)."""
+def rollout_rows(ex: Explanation, tokens: Sequence[int], residual: bool = True, head_fusion: str = "mean",
+                 start_layer: int = 0) -> torch.Tensor:
+    """Rows `tokens` of the rollout over layers start_layer..L-1 of `ex`: (len(tokens), N), special tokens first.
+
+    Evaluated from the top layer down, carrying only the rows, so each layer's N×N map is built once and no
+    identity matrix is materialised (3072-token models stay cheap).
+    """
     n = ex.num_layers
     if not 0 <= start_layer < n:
         raise ValueError(f"start_layer {start_layer} out of range: the model has {n} encoder layers (0..{n - 1})")
-    row = None
-    # e_q Â_L ··· Â_s, evaluated from the top so only a vector is carried between layers
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"unknown head fusion '{head_fusion}'; use one of {', '.join(HEAD_FUSIONS)}")
+    rows = None
     for layer in range(n - 1, start_layer - 1, -1):
-        a = residual_attention(fuse_heads(ex.attention[layer].full()[0], head_fusion), residual)
-        row = a[token].clone() if row is None else row @ a
-    return row.float().numpy()
+        a = fuse_heads(ex.attention[layer].full()[0].float(), head_fusion)
+        if rows is None:
+            rows = torch.zeros(len(tokens), a.shape[-1], dtype=a.dtype)
+            rows[torch.arange(len(tokens)), torch.as_tensor(list(tokens), dtype=torch.long)] = 1.0
+        # r · Â with Â = (A + I) / 2 row-normalised: scale r by Â's row normalisers, then r·A + r, halved
+        d = a.sum(-1)
+        if residual:
+            s = rows / (d + 1).clamp_min(1e-30)
+            rows = s @ a + s
+        else:
+            rows = (rows / d.clamp_min(1e-30)) @ a
+    return rows
+
+
+def rollout_vector(ex: Explanation, token: int, residual: bool = True, head_fusion: str = "mean",
+                   start_layer: int = 0) -> np.ndarray:
+    """Row `token` of the rollout over layers start_layer..L-1 of `ex`, over all tokens (special first)."""
+    return rollout_rows(ex, [token], residual, head_fusion, start_layer)[0].numpy()
 
 
 def rollout(ex: Explanation, keypoint: str | int | None = None, residual: bool = True,

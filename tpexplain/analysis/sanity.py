@@ -21,7 +21,7 @@ from torch import nn
 from ..api import PoseModel
 from ..keypoints import COCO_KEYPOINTS
 from ..record import attention_modules
-from .rollout import rollout
+from .rollout import rollout_rows
 
 Sample = tuple[np.ndarray, "tuple[float, float, float, float] | None"]   # (RGB image, person box or None)
 MAP_METHODS = ("dependency", "rollout")
@@ -185,15 +185,20 @@ class Randomisation:
         return fig
 
 
-def _maps(ex, point, methods: Sequence[str], layer: int) -> dict[str, np.ndarray]:
-    out = {}
+def _maps(ex, points: list[tuple[float, float]], methods: Sequence[str], layer: int) -> list[dict[str, np.ndarray]]:
+    """Each point's maps by method; rollout rows for all points in one pass (each layer's map built once)."""
     for method in methods:
-        if method == "dependency":
-            out[method] = ex.dependency(point=point, layer=layer).values
-        elif method == "rollout":
-            out[method] = rollout(ex, point=point).values
-        else:
+        if method not in MAP_METHODS:
             raise ValueError(f"unknown map method '{method}'; use {', '.join(MAP_METHODS)}")
+    out = [{} for _ in points]
+    if "dependency" in methods:
+        for o, p in zip(out, points):
+            o["dependency"] = ex.dependency(point=p, layer=layer).values
+    if "rollout" in methods:
+        ns = len(ex.layout.special)
+        rows = rollout_rows(ex, [ex.layout.token_at(*p) for p in points]).numpy()
+        for o, r in zip(out, rows):
+            o["rollout"] = r[ns:].reshape(ex.layout.grid)
     return out
 
 
@@ -208,34 +213,34 @@ def model_randomisation(pose_model: PoseModel, samples: Sequence[Sample], keypoi
     names = list(keypoints) if keypoints is not None else list(pose_model.keypoint_names)
     if not samples:
         raise ValueError("model randomisation needs at least one image")
-    queries, reference = [], []
+    for method in methods:
+        if method not in MAP_METHODS:
+            raise ValueError(f"unknown map method '{method}'; use {', '.join(MAP_METHODS)}")
+    queries, reference = [], []     # per sample: its query points and their trained maps
     for image, box in samples:
         ex = pose_model.explain(image, bbox=box, flip=flip)
-        for name in names:
-            point = tuple(float(v) for v in ex.keypoints_crop[ex.keypoint(name)])
-            queries.append(point)
-            reference.append(_maps(ex, point, methods, layer))
+        points = [tuple(float(v) for v in ex.keypoints_crop[ex.keypoint(name)]) for name in names]
+        queries.append(points)
+        reference.append(_maps(ex, points, methods, layer))
     steps = []
     total = len(encoder_layers(pose_model.model)) + 1
     for n, (label, done, pm) in enumerate(cascading_randomisation(pose_model, seed)):
         rho = {m: [] for m in methods}
         sim = {m: [] for m in methods}
         example: dict[str, np.ndarray] = {}
-        q = 0
-        for image, box in samples:
+        for i, (image, box) in enumerate(samples):
             ex = pm.explain(image, bbox=box, flip=False)
-            for _ in names:
-                maps = _maps(ex, queries[q], methods, layer)
+            maps = _maps(ex, queries[i], methods, layer)
+            for ref, new in zip(reference[i], maps):
                 for m in methods:
-                    rho[m].append(spearman(reference[q][m], maps[m]))
-                    sim[m].append(ssim(reference[q][m], maps[m]))
-                if q == 0:
-                    example = maps
-                q += 1
+                    rho[m].append(spearman(ref[m], new[m]))
+                    sim[m].append(ssim(ref[m], new[m]))
+            if i == 0:
+                example = maps[0]
         steps.append(RandomisationStep(label, done, rho, sim, example))
         if progress:
             progress(n + 1, total)
-    return Randomisation(steps, names, layer, len(queries))
+    return Randomisation(steps, names, layer, sum(len(q) for q in queries))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -255,12 +260,11 @@ def attention_occlusion_agreement(pose_model: PoseModel, image: np.ndarray, bbox
     sens = occlusion_sensitivity(pose_model, image, bbox=bbox, window=window, stride=stride, fill=fill,
                                  keypoints=names)
     ex = sens.explanation
-    out = []
-    for name in sens.keypoints:
-        if not np.ptp(sens.map(name)) > 0:
-            continue
-        out.append({"keypoint": name,
-                    "dependency": sens.rank_correlation(ex.dependency(name)),
-                    "first_layer": sens.rank_correlation(ex.dependency(name, layer=0)),
-                    "rollout": sens.rank_correlation(rollout(ex, name))})
-    return out
+    kept = [name for name in sens.keypoints if np.ptp(sens.map(name)) > 0]
+    ns = len(ex.layout.special)
+    rolled = rollout_rows(ex, [ex.query(name)[0] for name in kept]).numpy() if kept else []
+    return [{"keypoint": name,
+             "dependency": sens.rank_correlation(ex.dependency(name)),
+             "first_layer": sens.rank_correlation(ex.dependency(name, layer=0)),
+             "rollout": sens.rank_correlation(r[ns:].reshape(ex.layout.grid), name)}
+            for name, r in zip(kept, rolled)]
