@@ -169,3 +169,20 @@ def test_refuses_a_folder_that_is_not_a_report(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "not a findings report" in r.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_distance_matched_reliance_ignores_plain_distance_decay():
+    from tpexplain.layout import TokenLayout
+    from tpexplain.analysis.depth import token_centers
+    centres = token_centers(TokenLayout(grid=(16, 12), stride=(8.0, 8.0)))
+    query = (40.0, 60.0)
+    d = np.hypot(centres[..., 0] - query[0], centres[..., 1] - query[1])
+    decay = np.exp(-d / 20)
+    own = d <= 8
+    mirror = np.hypot(centres[..., 0] - 56.0, centres[..., 1] - 60.0) <= 8      # close to the query
+    obs, exp = fmod._distance_matched(decay / decay.sum(), query, centres, mirror, own | mirror, 8.0)
+    assert obs / exp == pytest.approx(1.0, abs=0.1)          # near, but no more attention than distance gives
+    bump = decay.copy()
+    bump[mirror] *= 3
+    obs, exp = fmod._distance_matched(bump / bump.sum(), query, centres, mirror, own | mirror, 8.0)
+    assert obs / exp > 2
