@@ -186,3 +186,15 @@ def test_distance_matched_reliance_ignores_plain_distance_decay():
     bump[mirror] *= 3
     obs, exp = fmod._distance_matched(bump / bump.sum(), query, centres, mirror, own | mirror, 8.0)
     assert obs / exp > 2
+
+
+def test_a_bad_image_is_skipped_not_fatal(model, tmp_path):
+    data = json.loads(ANN.read_text())
+    data["images"][0]["file_name"] = "missing.jpg"
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    f = findings(model, ann, DATA, out, max_people=4, occlusion_people=0)
+    assert f.meta["skipped"] and "not found" in f.meta["skipped"][0]["reason"]
+    assert f.meta["people_analysed"] == 4 - len(f.meta["skipped"])
+    assert "## Skipped" in (out / "report.md").read_text()

@@ -46,7 +46,8 @@ def _progress():
 @click.option("--max-people", type=click.IntRange(min=1), default=200, show_default=True,
               help="Analyse at most this many people (in file order).")
 @click.option("--occlusion-people", type=click.IntRange(min=0), default=20, show_default=True,
-              help="People for the costly occlusion and randomisation parts (0: skip them).")
+              help="People for the costly occlusion and randomisation parts (0: skip them); about 10 s "
+                   "each for the default model, minutes each for TP-H models.")
 @click.option("--flip/--no-flip", default=True, show_default=True,
               help="Flip test: average with the mirrored input's heatmaps.")
 def findings(coco, images, synthetic, seed, out, model_name, weights, max_people, occlusion_people, flip):

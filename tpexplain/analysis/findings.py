@@ -488,7 +488,8 @@ def _claims_maps(stats: dict) -> list[Claim]:
                for k in sorted(stats["counts"])}
     section = "5. Dependencies are image-specific, with statistical commonalities"
     loo = ("Maps are the last layer's dependency maps on the crop's token grid, normalised to sum 1; the mean "
-           "map of a keypoint type is taken over the set, leaving out the person whose map is compared.")
+           "map of a keypoint type is taken over the set, leaving out the person whose map is compared. (In the "
+           "crop frame, part of what a type's maps share is where that joint usually sits in a person's box.)")
     return [
         Claim("dependencies_image_specific", section,
               "Individual dependency maps differ from their keypoint type's mean map.",
