@@ -180,34 +180,33 @@ class Explanation(figures.Displayable):
 
     def grid(self, keypoints: list[str | int] | None = None, layers: list[int] | None = None,
              kind: str = "dependency", head: int | None = None, where: str = "crop"):
-        """The official figure: a row per layer, a column per keypoint, the pose first."""
+        """The official figure: a row per layer, a column per keypoint, the pose first. With one keypoint
+        or one layer, the panels form a single sequence after the pose (wrapped every 6)."""
         keypoints = list(self.keypoint_names) if keypoints is None else keypoints
         layers = list(range(self.num_layers)) if layers is None else [self.layer_index(i) for i in layers]
-        rows, cols = len(layers), len(keypoints) + 1
-        wrap = rows == 1 and cols > 6
-        if wrap:
-            cols_w = 6
-            nrows = -(-cols // cols_w)
-            fig, axes = plt.subplots(nrows, cols_w, figsize=(2.4 * cols_w, 3.2 * nrows), squeeze=False)
-            cells = [axes[i // cols_w][i % cols_w] for i in range(nrows * cols_w)]
-        else:
-            fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 3.2 * rows), squeeze=False)
-            cells = None
         background = self.image if where == "image" else self.crop_image
         pose = self.keypoints if where == "image" else self.keypoints_crop_scored
-        for r, layer in enumerate(layers):
-            ax0 = cells[0] if wrap else axes[r][0]
-            figures.pose_panel(ax0, background, pose, title=f"{self.model_name}" if r == 0 else "")
-            if not wrap:
-                ax0.text(-0.08, 0.5, f"layer {layer + 1}", transform=ax0.transAxes, rotation=90,
-                         va="center", ha="right", fontsize=9)
-            for c, kp in enumerate(keypoints):
-                ax = cells[c + 1] if wrap else axes[r][c + 1]
-                m = self.attention_map(kind, kp, layer, head)
-                m.plot(ax, where=where, colorbar=True, title=f"{m.keypoint} · L{layer + 1}")
-        if wrap:
-            for ax in cells[cols:]:
-                ax.set_axis_off()
+        if len(keypoints) == 1 or len(layers) == 1:
+            rows = [[(kp, layer) for layer in layers for kp in keypoints]]
+            cols = min(6, len(rows[0]) + 1)
+            nrows = -(-(len(rows[0]) + 1) // cols)
+        else:
+            rows = [[(kp, layer) for kp in keypoints] for layer in layers]
+            cols, nrows = len(keypoints) + 1, len(layers)
+        fig, axes = plt.subplots(nrows, cols, figsize=(2.4 * cols, 3.2 * nrows), squeeze=False)
+        cells = list(axes.flat)
+        if len(rows) == 1:   # one sequence: the pose, then every panel
+            slots = [(cells[0], None)] + [(cells[i + 1], p) for i, p in enumerate(rows[0])]
+        else:                # a row per layer, each starting with the pose
+            slots = [(axes[r][c], p) for r, row in enumerate(rows) for c, p in enumerate([None] + row)]
+        for ax, panel in slots:
+            if panel is None:
+                figures.pose_panel(ax, background, pose, title=self.model_name)
+                continue
+            m = self.attention_map(kind, panel[0], panel[1], head)
+            m.plot(ax, where=where, colorbar=True, title=f"{m.keypoint} · L{panel[1] + 1}")
+        for ax in cells[len(slots):]:
+            ax.set_axis_off()
         fig.suptitle(f"{kind} maps ({'mean of heads' if head is None else f'head {head}'})", fontsize=10)
         return fig
 
