@@ -29,7 +29,8 @@ def test_zoo_model_has_the_official_keys_and_shapes(name):
         model = zoo.build(name)
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == ref["state_dict"]
     assert sum(p.numel() for p in model.parameters()) == ref["params"]
-    assert model.token_layout == tpx.TokenLayout((16, 12), (16, 16))
+    # 16x12 patches of 16 px; the patch convolution pads by 2, so the first patch starts at pixel -2
+    assert model.token_layout == tpx.TokenLayout((16, 12), (16, 16), origin=(-2, -2))
 
 
 def test_every_reference_file_is_covered():
@@ -236,7 +237,7 @@ def test_dependency_is_the_patch_row_at_the_predicted_keypoint(small):
     pm = tpx.PoseModel(small["classic"], "vitpose-s")
     ex = pm.explain(str(SKIER), bbox=tuple(float(v) for v in SKIER_BOX.split(",")), mode="full")
     xk, yk = ex.keypoints_crop[15]
-    token = min(max(int(yk // 16), 0), 15) * 12 + min(max(int(xk // 16), 0), 11)
+    token = min(max(int((yk + 2) // 16), 0), 15) * 12 + min(max(int((xk + 2) // 16), 0), 11)
     dep = ex.dependency("l_ankle")
     assert dep.values.shape == (16, 12) and dep.special is None
     want = ex.attention[-1].rows([token])[0, :, 0].mean(0).numpy().reshape(16, 12)

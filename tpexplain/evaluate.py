@@ -45,12 +45,12 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
             progress(n + 1, len(image_ids))
     if not results:
         raise ValueError(f"no person with keypoints in {annotations}")
-    dets = coco.loadRes(results)
-    ev = COCOeval(coco, dets, "keypoints")
-    ev.params.useSegm = None
-    ev.evaluate()
-    ev.accumulate()
-    out = io.StringIO()
+    chatter, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(chatter):   # pycocotools narrates every step; keep only the summary
+        ev = COCOeval(coco, coco.loadRes(results), "keypoints")
+        ev.params.useSegm = None
+        ev.evaluate()
+        ev.accumulate()
     with contextlib.redirect_stdout(out):
         ev.summarize()
     log(out.getvalue().rstrip())
