@@ -8,7 +8,7 @@ Modes:
 - "full":  the per-head probabilities (B, H, N, N), computed explicitly; they are the tensor that
            multiplies V, so with autograd on they carry gradients.
 - "mean":  the head mean only, stored in `dtype` (e.g. float16): a compact full map.
-- "qk":    the layer's own scaled queries and keys (O(N·d) memory, not O(N²)); the forward keeps the
+- "qk":    the layer's own queries, keys and softmax scale (O(N·d) memory, not O(N²)); the forward keeps the
            fused kernel, and any row, column or full map is evaluated exactly on demand. The right
            mode for 3072-token models and for batches.
 Our models compute attention through `tpexplain.models.attention.attend`; for any other model, every
@@ -32,8 +32,8 @@ class LayerAttention:
     """One layer's attention for a batch: per-head probabilities, their head mean, or q/k to evaluate."""
 
     def __init__(self, probs: torch.Tensor | None = None, q: torch.Tensor | None = None,
-                 k: torch.Tensor | None = None, heads_averaged: bool = False):
-        self.probs, self.q, self.k = probs, q, k      # q already multiplied by the softmax scale
+                 k: torch.Tensor | None = None, heads_averaged: bool = False, scale: float = 1.0):
+        self.probs, self.q, self.k, self.scale = probs, q, k, scale   # softmax(q kᵀ · scale)
         self.heads_averaged = heads_averaged
         self._lse: torch.Tensor | None = None
 
@@ -44,7 +44,7 @@ class LayerAttention:
         return t.shape[0], t.shape[1], t.shape[2]
 
     def _logits(self, rows: torch.Tensor | slice) -> torch.Tensor:
-        return self.q[:, :, rows].float() @ self.k.float().transpose(-2, -1)
+        return (self.q[:, :, rows].float() @ self.k.float().transpose(-2, -1)) * self.scale
 
     def rows(self, index: torch.Tensor | list[int] | slice = slice(None)) -> torch.Tensor:
         """Attention of the given queries to every key: (B, H, len(index), N), each row sums to 1."""
@@ -59,7 +59,7 @@ class LayerAttention:
         if self.probs is not None:
             return self.probs[..., index].float()
         lse = self._row_logsumexp()
-        logits = self.q.float() @ self.k[:, :, index].float().transpose(-2, -1)
+        logits = (self.q.float() @ self.k[:, :, index].float().transpose(-2, -1)) * self.scale
         return torch.exp(logits - lse[..., None])
 
     def full(self) -> torch.Tensor:
@@ -76,7 +76,7 @@ class LayerAttention:
         s = slice(batch_index, batch_index + 1)
         if self.probs is not None:
             return LayerAttention(probs=self.probs[s], heads_averaged=self.heads_averaged)
-        return LayerAttention(q=self.q[s], k=self.k[s])
+        return LayerAttention(q=self.q[s], k=self.k[s], scale=self.scale)
 
     def _row_logsumexp(self, chunk: int = 512) -> torch.Tensor:
         # chunked so a 3072-token column never materialises the full N×N map at once
@@ -104,7 +104,8 @@ class _Sink:
 
     def attend(self, module: RecordableAttention, q, k, v, scale):
         if self.mode == "qk":
-            self.out.append(LayerAttention(q=_keep(q * scale, self.dtype), k=_keep(k, self.dtype)))
+            # references to tensors the layer computes anyway: recording costs no arithmetic here
+            self.out.append(LayerAttention(q=_keep(q, self.dtype), k=_keep(k, self.dtype), scale=scale))
             return fused_attention(module, q, k, v, scale)
         output, probs = explicit_attention(module, q, k, v, scale)
         if self.mode == "mean":
