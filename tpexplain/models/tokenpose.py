@@ -29,7 +29,8 @@ from torch import nn
 from ..keypoints import COCO_KEYPOINTS, FLIP_PAIRS
 from ..layout import TokenLayout
 from .attention import RecordableAttention, attend
-from .transpose import HighResolutionModule, _bn, _conv_bn, make_bottlenecks, sine_position_embedding
+from .transpose import (_bn, add_hrnet_stages, hrnet_stages_forward,
+                        make_bottlenecks, sine_position_embedding)
 
 # MPII's 16 joints in the dataset's order (TokenPose-L/D6 is trained on MPII).
 MPII_KEYPOINTS: tuple[str, ...] = (
@@ -193,27 +194,13 @@ class TokenPoseBase(nn.Module):
 class HRNetStem(nn.Module):
     def __init__(self, width: int):
         super().__init__()
-        c = [width, width * 2, width * 4]
-        self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
-        self.bn1 = _bn(64)
-        self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
-        self.bn2 = _bn(64)
-        self.layer1 = make_bottlenecks(64, 64, 4)
-        self.transition1 = nn.ModuleList([_conv_bn(256, c[0], 3, 1, relu=True),
-                                          nn.Sequential(_conv_bn(256, c[1], 3, 2, relu=True))])
-        self.stage2 = nn.Sequential(HighResolutionModule(c[:2]))
-        self.transition2 = nn.ModuleList([None, None, nn.Sequential(_conv_bn(c[1], c[2], 3, 2, relu=True))])
-        self.stage3 = nn.Sequential(*(HighResolutionModule(c, multi_scale_output=i < 3) for i in range(4)))
+        add_hrnet_stages(self, width)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.001)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer1(F.relu(self.bn2(self.conv2(x))))
-        xs = self.stage2([t(x) for t in self.transition1])
-        xs = self.stage3(xs + [self.transition2[2](xs[-1])])
-        return xs[0]
+        return hrnet_stages_forward(self, x)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -180,6 +180,30 @@ class HighResolutionModule(nn.Module):
         return out
 
 
+def add_hrnet_stages(module: nn.Module, width: int) -> None:
+    """Give `module` HRNet's stem and stages 1-3 under the official attribute names (TransPose-H keeps them
+    at the top level, TokenPose-B/L in a submodule); only the stride-4 branch leaves stage 3."""
+    c = [width, width * 2, width * 4]
+    module.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
+    module.bn1 = _bn(64)
+    module.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
+    module.bn2 = _bn(64)
+    module.layer1 = make_bottlenecks(64, 64, 4)
+    module.transition1 = nn.ModuleList([_conv_bn(256, c[0], 3, 1, relu=True),
+                                        nn.Sequential(_conv_bn(256, c[1], 3, 2, relu=True))])
+    module.stage2 = nn.Sequential(HighResolutionModule(c[:2]))
+    module.transition2 = nn.ModuleList([None, None, nn.Sequential(_conv_bn(c[1], c[2], 3, 2, relu=True))])
+    module.stage3 = nn.Sequential(*(HighResolutionModule(c, multi_scale_output=i < 3) for i in range(4)))
+
+
+def hrnet_stages_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The stride-4 features of the stages added by `add_hrnet_stages`."""
+    x = F.relu(module.bn1(module.conv1(x)))
+    x = module.layer1(F.relu(module.bn2(module.conv2(x))))
+    xs = module.stage2([t(x) for t in module.transition1])
+    return module.stage3(xs + [module.transition2[2](xs[-1])])[0]
+
+
 # ---------------------------------------------------------------------------------------------------
 # The two TransPose families
 
@@ -249,18 +273,8 @@ class TransPoseH(_TransPoseBase):
                  dropout: float = 0.1, attn_dropout: float = 0.0):
         super().__init__()
         self.num_keypoints = num_keypoints
-        c = [width, width * 2, width * 4]
-        self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
-        self.bn1 = _bn(64)
-        self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
-        self.bn2 = _bn(64)
-        self.layer1 = make_bottlenecks(64, 64, 4)
-        self.transition1 = nn.ModuleList([_conv_bn(256, c[0], 3, 1, relu=True),
-                                          nn.Sequential(_conv_bn(256, c[1], 3, 2, relu=True))])
-        self.stage2 = nn.Sequential(HighResolutionModule(c[:2]))
-        self.transition2 = nn.ModuleList([None, None, nn.Sequential(_conv_bn(c[1], c[2], 3, 2, relu=True))])
-        self.stage3 = nn.Sequential(*(HighResolutionModule(c, multi_scale_output=i < 3) for i in range(4)))
-        self.reduce = nn.Conv2d(c[0], d_model, 1, bias=False)
+        add_hrnet_stages(self, width)
+        self.reduce = nn.Conv2d(width, d_model, 1, bias=False)
         self._init_encoder(image_size, d_model, nhead, dim_feedforward, num_layers, dropout, attn_dropout)
         self.final_layer = nn.Conv2d(d_model, num_keypoints, 1)
         for m in self.modules():
@@ -270,10 +284,4 @@ class TransPoseH(_TransPoseBase):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
-        x = self.layer1(x)
-        xs = self.stage2([t(x) for t in self.transition1])
-        xs = xs + [self.transition2[2](xs[-1])]
-        xs = self.stage3(xs)
-        return self.final_layer(self._encode(xs[0]))
+        return self.final_layer(self._encode(hrnet_stages_forward(self, x)))
