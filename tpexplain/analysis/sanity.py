@@ -169,7 +169,9 @@ class Randomisation:
             for metric, style in (("spearman", "-o"), ("ssim", "--s")):
                 ax.plot(x, [s.mean(metric, method) for s in self.steps], style, ms=4, label=f"{metric} · {method}")
         ax.set_xticks(x, [s.label for s in self.steps], rotation=35, ha="right", fontsize=7)
-        ax.set_ylim(-0.2, 1.05)
+        lows = [s.mean(metric, method) for s in self.steps for metric in ("spearman", "ssim")
+                for method in s.spearman]
+        ax.set_ylim(min([-0.2] + [v - 0.05 for v in lows if np.isfinite(v)]), 1.05)
         ax.axhline(0, color="gray", lw=0.5)
         ax.set_ylabel("similarity to trained model", fontsize=8)
         ax.tick_params(labelsize=7)
