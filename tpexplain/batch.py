@@ -658,11 +658,10 @@ def _finish(out: Path, summary: BatchSummary, model_name: str, seconds: float) -
 
 
 def _write_if_changed(path: Path, text: str | None) -> None:
-    from .io import atomic_path
+    from .io import write_text_atomic
     if text is None or (path.exists() and path.read_text(errors="replace") == text):
         return
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    write_text_atomic(path, text)
     _shareable(path)
 
 

@@ -33,10 +33,9 @@ class ExplorerPage:
         self.html = html_text
 
     def save(self, path: str | Path) -> Path:
-        from .io import atomic_path, check_writable
+        from .io import check_writable, write_text_atomic
         path = check_writable(path)
-        with atomic_path(path) as tmp:
-            tmp.write_text(self.html, encoding="utf-8")
+        write_text_atomic(path, self.html)
         path.chmod(0o644)
         return path
 

@@ -79,6 +79,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` so that a reader never sees a half-written file."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
 def parse_bbox(text: str, image_shape: tuple[int, ...] | None = None) -> tuple[float, float, float, float]:
     """'x,y,w,h' → floats; the box must have a positive size and overlap the image."""
     parts = [p for p in str(text).replace(" ", "").split(",") if p]

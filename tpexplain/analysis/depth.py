@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import figures
 from ..explanation import Explanation
-from ..io import atomic_path
+from ..io import atomic_path, write_text_atomic
 from ..layout import TokenLayout
 
 METRIC_KEYS = ("keypoint", "layer", "entropy", "entropy_max", "distance_px", "distance_body", "mass_within",
@@ -160,8 +160,7 @@ class LayerStudy(figures.Displayable):
 
     def to_json(self, path: str | Path) -> Path:
         path = Path(path)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.summary(), indent=1))
+        write_text_atomic(path, json.dumps(self.summary(), indent=1))
         return path
 
     def figure(self, where: str = "crop"):

@@ -23,7 +23,7 @@ import torch
 
 from .. import figures
 from ..explanation import AttentionMap, Explanation
-from ..io import atomic_path
+from ..io import write_text_atomic
 from ..keypoints import BODY_PARTS, COCO_KEYPOINTS, HEAD, flip_index, keypoint_index
 
 from .depth import default_radius, person_size
@@ -195,8 +195,7 @@ class OcclusionStudy(figures.Displayable):
         """The numbers as JSON (written atomically to `path` if given)."""
         text = json.dumps(self.summary(), indent=1)
         if path is not None:
-            with atomic_path(Path(path)) as tmp:
-                tmp.write_text(text)
+            write_text_atomic(path, text)
         return text
 
     def table(self) -> str:
@@ -420,8 +419,7 @@ class SensitivityMap(figures.Displayable):
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.summary(), indent=1)
         if path is not None:
-            with atomic_path(Path(path)) as tmp:
-                tmp.write_text(text)
+            write_text_atomic(path, text)
         return text
 
     def figure(self, keypoint: str | int | list | None = None, layer: int = -1):

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from ..api import PoseModel
-from ..keypoints import COCO_KEYPOINTS
 from ..record import attention_modules
 from .rollout import rollout_rows
 
