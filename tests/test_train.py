@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 from tpexplain import zoo
@@ -48,3 +49,37 @@ def test_synth_then_eval_prints_ap(tmp_path):
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("AP=") and 0.0 <= float(last[3:]) <= 1.0
     assert "Average Precision" in r.stdout and "PCK" in r.stdout
+
+
+def test_per_keypoint_breakdown_finds_a_left_right_swap():
+    from tpexplain.evaluate import keypoint_breakdown, score_keypoints
+    gt = np.zeros((17, 3), np.float32)
+    gt[:, 0] = np.linspace(0, 160, 17)
+    gt[:, 1] = np.linspace(0, 320, 17)
+    gt[:, 2] = 2
+    gt[9, 2] = 1                                          # the left wrist occluded
+    pred = gt.copy()
+    pred[[9, 10]] = gt[[10, 9]]                           # wrists swapped
+    pred[0, :2] += 3                                      # nose off by 3*sqrt(2) px
+    oks, swapped = score_keypoints(pred, gt, area=100 * 100, size=100)
+    assert swapped.tolist() == [j in (9, 10) for j in range(17)]
+    assert np.isclose(oks[0], np.exp(-18 / (2 * 100 * 100 * (2 * 0.026) ** 2)))
+    assert np.all(oks[[j for j in range(1, 17) if j not in (9, 10)]] == 1.0)
+    table = keypoint_breakdown([(gt[:, 2], oks, swapped)] * 2)
+    assert table["l_wrist"]["swap_rate"] == 1.0 and table["l_wrist"]["occluded_share"] == 1.0
+    assert np.isnan(table["l_wrist"]["oks_visible"]) and table["l_wrist"]["oks_occluded"] == oks[9] < 0.5
+    assert table["nose"]["swap_rate"] == 0.0 and table["nose"]["labels"] == 2
+    assert table["all"]["labels"] == 34 and np.isclose(table["all"]["swap_rate"], 4 / 34)
+
+
+def test_eval_per_keypoint_prints_a_row_per_keypoint(tmp_path):
+    d = tmp_path / "synth"
+    assert subprocess.run([sys.executable, "-m", "tpexplain.cli", "synth", "--n", "2", "--seed", "4243", "--out", d],
+                          capture_output=True, timeout=300).returncode == 0
+    r = subprocess.run([sys.executable, "-m", "tpexplain.cli", "eval", "--coco", d / "annotations.json",
+                        "--images", d / "images", "--per-keypoint"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    rows = [line for line in lines if line.split() and line.split()[0] in ("nose", "l_wrist", "r_ankle")]
+    assert len(rows) == 3 and all(len(row.split()) == 6 for row in rows)
+    assert lines[-1].startswith("AP=")

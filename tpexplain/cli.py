@@ -196,14 +196,19 @@ def train(model_name, coco, images, iters, batch_size, lr, warmup, seed, workers
 @click.option("--model", "model_name", default="default", show_default=True)
 @click.option("--weights", default=None, type=click.Path())
 @click.option("--flip/--no-flip", default=True, show_default=True)
-def evaluate_cmd(coco, images, model_name, weights, flip):
+@click.option("--per-keypoint", is_flag=True,
+              help="Also print, per keypoint type, the mean OKS of visible and occluded labels and the "
+                   "left/right swap rate.")
+def evaluate_cmd(coco, images, model_name, weights, flip, per_keypoint):
     """COCO keypoint AP with ground-truth boxes; the last line is AP=<value>."""
     from .api import load
-    from .evaluate import evaluate
+    from .evaluate import breakdown_table, evaluate
     for p, what in ((coco, "annotation file"), (images, "image folder")):
         if not Path(p).exists():
             raise ValueError(f"{what} not found: {p}")
     m = evaluate(load(model_name, weights), coco, images, flip=flip, log=click.echo)
+    if per_keypoint and "per_keypoint" in m:
+        click.echo(breakdown_table(m["per_keypoint"]))
     click.echo(f"PCK@{0.1:g} visible={m['PCK_visible']:.4f} ({m['num_visible']})  "
                f"occluded={m['PCK_occluded']:.4f} ({m['num_occluded']})")
     click.echo(f"AP={m['AP']:.4f}")
