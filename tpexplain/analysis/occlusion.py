@@ -193,10 +193,7 @@ class OcclusionStudy(figures.Displayable):
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The numbers as JSON (written atomically to `path` if given)."""
-        text = json.dumps(self.summary(), indent=1)
-        if path is not None:
-            write_text_atomic(path, text)
-        return text
+        return _summary_json(self.summary(), path)
 
     def table(self) -> str:
         lines = [f"hide {self.hidden} ({self.fill}) → {self.keypoint}",
@@ -417,10 +414,8 @@ class SensitivityMap(figures.Displayable):
         return out
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.summary(), indent=1)
-        if path is not None:
-            write_text_atomic(path, text)
-        return text
+        """The numbers as JSON (written atomically to `path` if given)."""
+        return _summary_json(self.summary(), path)
 
     def figure(self, keypoint: str | int | list | None = None, layer: int = -1):
         """Per keypoint: the occlusion-sensitivity map beside the attention dependency map, with their ρ."""
@@ -500,3 +495,10 @@ def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: 
                                 batch_size, fast)
     return SensitivityMap(drops.reshape(len(idx), len(starts_y), len(starts_x)), [names[i] for i in idx],
                           window, stride, starts_y, starts_x, clean, peaks, (h, w), fill, ex)
+
+
+def _summary_json(summary: dict, path: str | Path | None) -> str:
+    text = json.dumps(summary, indent=1)
+    if path is not None:
+        write_text_atomic(path, text)
+    return text
