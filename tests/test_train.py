@@ -1,8 +1,10 @@
 """Training and evaluation commands on synthetic data, run for real at a small size."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from tpexplain import zoo
@@ -83,3 +85,12 @@ def test_eval_per_keypoint_prints_a_row_per_keypoint(tmp_path):
     rows = [line for line in lines if line.split() and line.split()[0] in ("nose", "l_wrist", "r_ankle")]
     assert len(rows) == 3 and all(len(row.split()) == 6 for row in rows)
     assert lines[-1].startswith("AP=")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU flags from /proc/cpuinfo")
+def test_native_bf16_matches_the_cpu_flags():
+    # bf16 autocast is turned on by default exactly where the CPU computes bfloat16 natively;
+    # on an AVX2-only CPU it is emulated and ~10x slower than float32
+    from tpexplain.train import native_bf16
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    assert native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})

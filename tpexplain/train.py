@@ -31,6 +31,14 @@ def lr_at(step: int, total: int, base: float, warmup: int, final_ratio: float = 
     return base * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Without it, bf16 autocast is
+    emulated and runs about 10x slower than float32 (measured on an AVX2-only EPYC: 0.66 vs 7.2 img/s)."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
 def _save_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -41,12 +49,19 @@ def _save_atomic(obj, path: Path) -> None:
 def train(model: str = "default", out: str | Path = "runs/default", iters: int = 4000, batch_size: int = 32,
           lr: float = 1e-3, warmup: int = 200, seed: int = 0, workers: int = 1, coco: str | None = None,
           images: str | None = None, resume: bool = False, save_every: int = 100,
-          export: str | Path | None = None, threads: int | None = None, bf16: bool = False, log=print) -> dict:
+          export: str | Path | None = None, threads: int | None = None, bf16: bool | None = None,
+          log=print) -> dict:
     """Train a zoo architecture from scratch on COCO-format data (`coco`, `images`) or, without them,
     on synthetic people generated on the fly. `bf16` runs the forward pass under bfloat16 autocast
-    (about 1.6x faster on CPUs with AMX/AVX512-BF16; the loss and the weights stay float32).
-    Returns the final training state summary."""
+    (about 1.6x faster on CPUs with AMX/AVX512-BF16; the loss and the weights stay float32); None
+    turns it on exactly when the CPU has native bfloat16. Returns the final training state summary."""
     torch.manual_seed(seed)
+    if bf16 is None:
+        bf16 = native_bf16()
+    elif bf16 and not native_bf16():
+        log("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX); --bf16 runs about 10x slower here "
+            "than float32 (--no-bf16)")
+    log(f"forward pass in {'bfloat16 autocast' if bf16 else 'float32'}")
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
