@@ -33,7 +33,7 @@ def lr_at(step: int, total: int, base: float, warmup: int, final_ratio: float = 
 
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Without it, bf16 autocast is
-    emulated and runs about 10x slower than float32 (measured on an AVX2-only EPYC: 0.66 vs 7.2 img/s)."""
+    emulated and runs about 10x slower than float32 (measured on an AVX2-only EPYC: 0.66 vs 7.0 img/s, bench/train_speed.py)."""
     cpu = torch.cpu
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(cpu, name, lambda: False)() for name in checks)
