@@ -22,7 +22,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tpexplain.api import load
-from tpexplain.evaluate import PCK_ALPHA, score_keypoints
+from tpexplain.keypoints import PCK_ALPHA
+from tpexplain.training.evaluate import score_keypoints
 from tpexplain.io import read_image
 
 

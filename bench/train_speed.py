@@ -16,7 +16,7 @@ import torch
 
 from tpexplain import zoo
 from tpexplain.models.transpose import TransPoseR
-from tpexplain.train import joints_mse, native_bf16
+from tpexplain.training.train import joints_mse, native_bf16
 
 SMALL = dict(stem_channels=16, blocks=(1, 1), planes=(16, 32), d_model=64, nhead=2, dim_feedforward=128,
              num_layers=3, deconv_channels=64, dropout=0.0)

@@ -1,4 +1,4 @@
-"""Regenerate examples/synthetic_person.jpg: one front-facing person from tpexplain.synth.
+"""Regenerate examples/synthetic_person.jpg: one front-facing person from tpexplain.training.synth.
 
 Run from anywhere: `python examples/make_synthetic_person.py`.
 """
@@ -11,7 +11,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from tpexplain.synth import render_image  # noqa: E402
+from tpexplain.training.synth import render_image  # noqa: E402
 
 SEED = 1003  # a single upright person, front view, all 17 keypoints visible
 

@@ -6,17 +6,16 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini"
-if not DATA.exists():  # CI clones the repo with shared/ beside it
-    DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mini"
+# Everything the tests read lives in tests/data (see its README for sources and licences).
+TEST_DATA = Path(__file__).resolve().parent / "data"
+DATA = TEST_DATA / "coco_mini"
 SKIER = DATA / "000000000785.jpg"
 SKIER_BOX = "280.79,44.73,218.7,346.68"
-REFERENCE = DATA.parent.parent / "reference"
+KEYS = TEST_DATA / "keys"    # official state-dict keys and shapes, one JSON per variant
 
 
 @pytest.fixture(scope="session")
 def coco_dir() -> Path:
-    assert DATA.exists(), f"shared test data not found at {DATA}"
     return DATA
 
 

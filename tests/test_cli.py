@@ -13,7 +13,7 @@ from conftest import SKIER, SKIER_BOX
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tpexplain.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tpexplain", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=300)
 
 
@@ -126,7 +126,7 @@ def http_server(tmp_path):
 
 
 def test_download_from_a_local_server(http_server, tmp_path, tp_r_a3_weights):
-    from tpexplain.download import sha256
+    from tpexplain.zoo.download import sha256
     root, base = http_server
     (root / "w.pth").write_bytes(tp_r_a3_weights.read_bytes())
     dest = tmp_path / "zoo"

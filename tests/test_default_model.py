@@ -1,7 +1,8 @@
 """The bundled default model does its job on people it has never seen (a guard against a broken or
 untrained checkpoint; the full held-out measurement is in docs/model_zoo.md)."""
-from tpexplain import load, synth
-from tpexplain.evaluate import evaluate
+from tpexplain import load
+from tpexplain.training import synth
+from tpexplain.training.evaluate import evaluate
 
 
 def test_default_model_finds_unseen_synthetic_people(tmp_path):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import tpexplain
 from tpexplain.cli import main
-from tpexplain.explore import explore_page, explorer_data, explorer_html
+from tpexplain.viz.explore import explore_page, explorer_data, explorer_html
 
 from chromium_driver import Browser, find_chromium
 

@@ -80,7 +80,7 @@ def test_synthetic_findings_command(tmp_path):
 
 
 def test_coco_findings_use_ground_truth(model, tmp_path):
-    from tpexplain.evaluate import evaluate
+    from tpexplain.training.evaluate import evaluate
     out = tmp_path / "coco"
     f = findings(model, ANN, DATA, out, max_people=None, occlusion_people=1, window=64, stride=64)
     assert isinstance(f, Findings) and f.out_dir == out
@@ -164,7 +164,7 @@ def test_bad_arguments_give_one_line_errors(tmp_path, args, words):
 
 def test_refuses_a_folder_that_is_not_a_report(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
-    r = subprocess.run([sys.executable, "-m", "tpexplain.cli", "findings", "--synthetic", "2", "--out", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "tpexplain", "findings", "--synthetic", "2", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "not a findings report" in r.stderr

@@ -12,9 +12,9 @@ NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
 @pytest.fixture(scope="module")
 def default_model_present():
     from tpexplain import zoo
-    # the project ships models/default.pth; its absence is a packaging failure, not a reason to skip
+    # the package ships the default model's weights; its absence is a packaging failure, not a reason to skip
     assert zoo.checkpoint_path("default") is not None, \
-        f"models/default.pth is missing from {zoo.models_dir()}: the examples need the bundled default model"
+        f"the default model's weights are missing from {zoo.bundled_dir()}: the examples need the bundled default model"
 
 
 def test_the_expected_examples_exist():
@@ -56,7 +56,7 @@ def test_explorer_widget_answers_clicks():
     import torch
 
     import tpexplain
-    from tpexplain.widget import GAP, HEADER, Explorer
+    from tpexplain.viz.widget import GAP, HEADER, Explorer
     torch.manual_seed(0)
     ex = tpexplain.load("default", weights="random").explain(EXAMPLES / "synthetic_person.jpg", flip=False)
     w = Explorer(ex, "l_ankle", scale=1.0)
@@ -76,7 +76,7 @@ def test_explorer_widget_answers_clicks():
 
 
 def test_explorer_widget_says_what_to_install(monkeypatch):
-    from tpexplain import widget
+    from tpexplain.viz import widget
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     with pytest.raises(ImportError, match=r"tpexplain\[notebook\]"):
         widget.Explorer(None)

@@ -1,4 +1,4 @@
-"""Behaviour of the synthetic people generator (tpexplain.synth)."""
+"""Behaviour of the synthetic people generator (tpexplain.training.synth)."""
 from __future__ import annotations
 
 import ast
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tpexplain import synth
-from tpexplain.synth import make_dataset, render_image
+from tpexplain.training import synth
+from tpexplain.training.synth import make_dataset, render_image
 
 SEEDS = range(40)
 

@@ -7,14 +7,13 @@ import torch
 from click.testing import CliRunner
 
 import tpexplain as tpx
-from conftest import REFERENCE, SKIER, SKIER_BOX
+from conftest import KEYS, SKIER, SKIER_BOX
 from tpexplain import zoo
 from tpexplain.cli import main
 from tpexplain.keypoints import COCO_KEYPOINTS
 from tpexplain.models.tokenpose import MPII_KEYPOINTS, TokenPose
 from tpexplain.record import record_attention
 
-KEYS = REFERENCE / "keys"
 ZOO_REFERENCES = {
     "tokenpose-t": "tokenpose_T", "tokenpose-s-v1": "tokenpose_S_v1", "tokenpose-s-v2": "tokenpose_S_v2",
     "tokenpose-b": "tokenpose_B", "tokenpose-l-d24": "tokenpose_L_D24", "tokenpose-l-d6": "tokenpose_L_D6_mpii",
@@ -228,7 +227,7 @@ def test_kp_attention_runs_as_python_m(tiny_weights, tmp_path):
     import subprocess
     import sys
     out = tmp_path / "kp.png"
-    r = subprocess.run([sys.executable, "-m", "tpexplain.cli", "kp-attention", str(SKIER), "--no-flip",
+    r = subprocess.run([sys.executable, "-m", "tpexplain", "kp-attention", str(SKIER), "--no-flip",
                         "--model", "tokenpose-t", "--weights", str(tiny_weights), "-o", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

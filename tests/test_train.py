@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tpexplain import zoo
-from tpexplain.data import SyntheticPersons
-from tpexplain.train import joints_mse, train
+from tpexplain.training.data import SyntheticPersons
+from tpexplain.training.train import joints_mse, train
 
 
 def _held_out_loss(model, batch):
@@ -42,10 +42,10 @@ def test_default_recipe_lowers_the_loss(tmp_path):
 
 def test_synth_then_eval_prints_ap(tmp_path):
     d = tmp_path / "synth"
-    r = subprocess.run([sys.executable, "-m", "tpexplain.cli", "synth", "--n", "3", "--seed", "4242", "--out", d],
+    r = subprocess.run([sys.executable, "-m", "tpexplain", "synth", "--n", "3", "--seed", "4242", "--out", d],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "tpexplain.cli", "eval", "--coco", d / "annotations.json",
+    r = subprocess.run([sys.executable, "-m", "tpexplain", "eval", "--coco", d / "annotations.json",
                         "--images", d / "images", "--no-flip"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     last = r.stdout.strip().splitlines()[-1]
@@ -54,7 +54,7 @@ def test_synth_then_eval_prints_ap(tmp_path):
 
 
 def test_per_keypoint_breakdown_finds_a_left_right_swap():
-    from tpexplain.evaluate import keypoint_breakdown, score_keypoints
+    from tpexplain.training.evaluate import keypoint_breakdown, score_keypoints
     gt = np.zeros((17, 3), np.float32)
     gt[:, 0] = np.linspace(0, 160, 17)
     gt[:, 1] = np.linspace(0, 320, 17)
@@ -76,9 +76,9 @@ def test_per_keypoint_breakdown_finds_a_left_right_swap():
 
 def test_eval_per_keypoint_prints_a_row_per_keypoint(tmp_path):
     d = tmp_path / "synth"
-    assert subprocess.run([sys.executable, "-m", "tpexplain.cli", "synth", "--n", "2", "--seed", "4243", "--out", d],
+    assert subprocess.run([sys.executable, "-m", "tpexplain", "synth", "--n", "2", "--seed", "4243", "--out", d],
                           capture_output=True, timeout=300).returncode == 0
-    r = subprocess.run([sys.executable, "-m", "tpexplain.cli", "eval", "--coco", d / "annotations.json",
+    r = subprocess.run([sys.executable, "-m", "tpexplain", "eval", "--coco", d / "annotations.json",
                         "--images", d / "images", "--per-keypoint"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -91,6 +91,6 @@ def test_eval_per_keypoint_prints_a_row_per_keypoint(tmp_path):
 def test_native_bf16_matches_the_cpu_flags():
     # bf16 autocast is turned on by default exactly where the CPU computes bfloat16 natively;
     # on an AVX2-only CPU it is emulated and ~10x slower than float32
-    from tpexplain.train import native_bf16
+    from tpexplain.training.train import native_bf16
     flags = set(Path("/proc/cpuinfo").read_text().split())
     assert native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})

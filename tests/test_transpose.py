@@ -7,17 +7,17 @@ import torch
 from torch import nn
 
 from tpexplain import zoo
-from tpexplain.checkpoint import CheckpointError, load_checkpoint
+from tpexplain.zoo.checkpoint import CheckpointError, load_checkpoint
 from tpexplain.models.transpose import TransformerEncoderLayer, sine_position_embedding
 
-from conftest import REFERENCE
+from conftest import KEYS
 
 VARIANTS = {"tp-r-a3": "TP-R-A3", "tp-r-a4": "TP-R-A4", "tp-h-s": "TP-H-S", "tp-h-a4": "TP-H-A4", "tp-h-a6": "TP-H-A6"}
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_state_dict_matches_official_layout(name):
-    reference = json.loads((REFERENCE / "keys" / f"transpose_{VARIANTS[name]}.json").read_text())
+    reference = json.loads((KEYS / f"transpose_{VARIANTS[name]}.json").read_text())
     with torch.device("meta"):
         model = zoo.build(name)
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}

@@ -9,14 +9,13 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 import tpexplain as tpx
-from conftest import REFERENCE, SKIER, SKIER_BOX
+from conftest import KEYS, SKIER, SKIER_BOX
 from tpexplain import zoo
-from tpexplain.checkpoint import CheckpointError, read_state_dict
+from tpexplain.zoo.checkpoint import CheckpointError, read_state_dict
 from tpexplain.cli import main
 from tpexplain.record import record_attention
-from tpexplain.safetensors import load_file, save_file
+from tpexplain.zoo.safetensors import load_file, save_file
 
-KEYS = REFERENCE / "keys"
 SIZES = {"s": "S", "b": "B", "l": "L", "h": "H"}
 ZOO_REFERENCES = {f"vitpose-{s}{suffix}": f"vitpose_{S}_{dec}"
                   for s, S in SIZES.items() for suffix, dec in (("", "classic"), ("-simple", "simple"))}

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from . import zoo
-from .checkpoint import CheckpointError, load_checkpoint
+from .zoo.checkpoint import CheckpointError, load_checkpoint
 from .decode import flip_back
 from .explanation import Explanation
 from .inference import Poses, heatmap_size, heatmaps_to_keypoints, input_size, make_crops, predict
@@ -94,17 +94,15 @@ def _image(image) -> np.ndarray:
 def load(name: str = "default", weights: str | Path | None = None, device: str = "cpu") -> PoseModel:
     """A zoo model (`tpexplain models` lists them) with its weights.
 
-    `weights` is a checkpoint file; without it the zoo checkpoint in models/ is used. A model with no
+    `weights` is a checkpoint file; without it the zoo's checkpoint is used (bundled with
+    the package, or downloaded into the cache by `tpexplain download`). A model with no
     checkpoint available is an error, except with weights="random" (seeded random weights, for tests).
     """
     model = zoo.build(name)
     if weights is None:
         path = zoo.checkpoint_path(name)
         if path is None:
-            e = zoo.entry(name)
-            raise CheckpointError(
-                f"no weights for '{name}': put {e.get('checkpoint')} in {zoo.models_dir()} "
-                f"(`tpexplain download {name}`) or pass --weights")
+            raise CheckpointError(zoo.missing_weights_message(name))
         load_checkpoint(model, path)
     elif str(weights) == "random":
         torch.manual_seed(0)

@@ -26,6 +26,7 @@ OKS_SIGMAS: tuple[float, ...] = (
     0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
 )
 HEAD = (0, 1, 2, 3, 4)
+PCK_ALPHA = 0.1  # PCK: a keypoint is correct within 0.1 x the longer side of its person's box
 # Named body parts (used to hide parts in occlusion studies and to sort dependency mass).
 BODY_PARTS: dict[str, tuple[int, ...]] = {
     "head": HEAD,

@@ -40,10 +40,9 @@ import numpy as np
 
 from .. import figures
 from ..api import PoseModel
-from ..evaluate import PCK_ALPHA
 from ..explanation import Explanation
 from ..io import read_image
-from ..keypoints import COCO_KEYPOINTS, HEAD, flip_index
+from ..keypoints import COCO_KEYPOINTS, HEAD, PCK_ALPHA, flip_index
 from ..transforms import apply_affine
 from .depth import layer_metrics, token_centers
 from .occlusion import occlusion_study
@@ -653,16 +652,16 @@ def findings(pose_model: PoseModel, annotations: str | Path, images: str | Path,
 
 
 def synthetic_findings(pose_model: PoseModel, n: int, out_dir: str | Path, seed: int = 0, **kwargs) -> Findings:
-    """`findings` on `n` images of synthetic people made by `tpexplain.synth` (generated in a temporary
+    """`findings` on `n` images of synthetic people made by `tpexplain.training.synth` (generated in a temporary
     folder, removed afterwards; the same n and seed give the same images)."""
-    from .. import synth
+    from ..training import synth
     if n < 1:
         raise ValueError(f"--synthetic needs at least 1 image, got {n}")
     check_report_dir(out_dir)
     with tempfile.TemporaryDirectory(prefix="tpexplain-synth-") as tmp:
         ann = synth.make_dataset(tmp, n, seed)
         return findings(pose_model, ann, Path(tmp) / "images", out_dir, seed=seed,
-                        data_note=f"{n} synthetic images (tpexplain.synth, seed {seed})", **kwargs)
+                        data_note=f"{n} synthetic images (tpexplain.training.synth, seed {seed})", **kwargs)
 
 
 def _hidden_studies(pose_model, image, person: Person, n: int, flip: bool, per_person: int = 2

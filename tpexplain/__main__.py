@@ -1,0 +1,5 @@
+"""`python -m tpexplain`: the same command as `tpexplain`."""
+from .cli import main
+
+if __name__ == "__main__":
+    main(prog_name="tpexplain")
