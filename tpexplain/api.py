@@ -9,12 +9,11 @@ from torch import nn
 
 from . import zoo
 from .zoo.checkpoint import CheckpointError, load_checkpoint
-from .decode import flip_back
 from .explanation import Explanation
-from .inference import Poses, heatmap_size, heatmaps_to_keypoints, input_size, make_crops, predict
-from .io import read_image, to_rgb8
-from .keypoints import COCO_KEYPOINTS, FLIP_PAIRS
-from .record import record_attention
+from .inference import Poses, input_size, predict
+from .io import as_rgb
+from .keypoints import COCO_KEYPOINTS
+from .record import attention_modules, record_attention
 
 FULL_MAPS_BUDGET = 256 * 2**20  # bytes of per-head maps above which "auto" records q/k instead
 
@@ -40,55 +39,47 @@ class PoseModel:
     def input_size(self) -> tuple[int, int]:
         return input_size(self.model)
 
+    @property
+    def num_layers(self) -> int:
+        """Encoder layers whose attention is recorded."""
+        return len(attention_modules(self.model))
+
+    @property
+    def num_heads(self) -> int:
+        """Attention heads per layer (the largest, should layers differ)."""
+        mods = attention_modules(self.model)
+        return max((getattr(m, "nhead", getattr(m, "heads", getattr(m, "num_heads", 1))) for m in mods), default=1)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def predict(self, image: np.ndarray | str | Path, boxes: list | None = None, flip: bool = True) -> Poses:
         """Keypoints for each person box (x, y, w, h); the whole image when no box is given."""
-        return predict(self.model, _image(image), boxes, flip)
+        return predict(self.model, as_rgb(image), boxes, flip)
 
     def auto_mode(self, batch: int = 1) -> str:
-        lay = self.layout
-        layers = len(_attention_layers(self.model))
-        heads = _heads(self.model)
-        return "full" if batch * layers * heads * lay.num_tokens ** 2 * 4 <= FULL_MAPS_BUDGET else "qk"
+        """The recording mode `explain` uses by default: full maps when they fit the budget, else q/k."""
+        maps_bytes = batch * self.num_layers * self.num_heads * self.layout.num_tokens ** 2 * 4
+        return "full" if maps_bytes <= FULL_MAPS_BUDGET else "qk"
 
     @torch.no_grad()
     def explain(self, image: np.ndarray | str | Path, bbox: tuple | None = None, flip: bool = True,
                 mode: str = "auto") -> Explanation:
         """Pose and every layer's attention for one person (`bbox` x, y, w, h; default the whole image).
 
-        The attention is recorded in the un-flipped forward pass that makes the prediction; the flip
-        test's mirrored pass only refines the keypoints. `mode` is a recording mode (full, mean, qk) or auto.
+        This is `predict` run inside `record_attention`: one batched pass, on the model's device. The
+        attention kept is the un-flipped image's; the flip test's mirrored half only refines the keypoints.
+        `mode` is a recording mode (full, mean, qk) or auto.
         """
-        img = _image(image)
-        box = bbox if bbox is not None else (0, 0, img.shape[1], img.shape[0])
-        crops, x = make_crops(img, [box], self.input_size, heatmap_size(self.model))
-        mode = self.auto_mode() if mode == "auto" else mode
+        img = as_rgb(image)
+        mode = self.auto_mode(batch=2 if flip else 1) if mode == "auto" else mode
         with record_attention(self.model, mode) as maps:
-            heatmaps = self.model(x)
-        if flip:
-            pairs = getattr(self.model, "flip_pairs", FLIP_PAIRS)   # e.g. MPII's for a 16-keypoint model
-            heatmaps = 0.5 * (heatmaps + flip_back(self.model(x.flip(-1)), pairs))
-        kp, kp_crop = heatmaps_to_keypoints(heatmaps, crops)
-        return Explanation(img, crops[0], x[0], heatmaps[0], kp[0], kp_crop[0], list(maps), self.layout,
-                           self.name, self.keypoint_names)
-
-
-def _attention_layers(model: nn.Module) -> list:
-    from .record import attention_modules
-    return attention_modules(model)
-
-
-def _heads(model: nn.Module) -> int:
-    mods = _attention_layers(model)
-    return max((getattr(m, "nhead", getattr(m, "heads", getattr(m, "num_heads", 1))) for m in mods), default=1)
-
-
-def _image(image) -> np.ndarray:
-    if isinstance(image, (str, Path)):
-        return read_image(image)
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
-        return arr
-    return to_rgb8(arr[..., ::-1] if arr.ndim == 3 and arr.shape[2] >= 3 else arr)
+            poses = predict(self.model, img, None if bbox is None else [bbox], flip)
+        # keep the un-flipped image's maps only (index 0 of the batch), on the CPU with the rest
+        attention = [layer.select(0).to("cpu") for layer in maps]
+        return Explanation(img, poses.crops[0], poses.inputs[0].cpu(), poses.heatmaps[0].cpu(), poses.keypoints[0],
+                           poses.keypoints_crop[0], attention, self.layout, self.name, self.keypoint_names)
 
 
 def load(name: str = "default", weights: str | Path | None = None, device: str = "cpu") -> PoseModel:

@@ -29,6 +29,16 @@ def read_image(path: str | Path) -> np.ndarray:
     return to_rgb8(image, str(path))
 
 
+def as_rgb(image: "np.ndarray | str | Path") -> np.ndarray:
+    """An image path, or an array (RGB uint8 taken as is; anything else as OpenCV's BGR/gray), as RGB uint8."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
+        return arr
+    return to_rgb8(arr[..., ::-1] if arr.ndim == 3 and arr.shape[2] >= 3 else arr)
+
+
 def to_rgb8(image: np.ndarray, where: str = "image") -> np.ndarray:
     """Normalise OpenCV's BGR/BGRA/gray, 8/16-bit/float arrays to RGB uint8."""
     if image.size > MAX_PIXELS * 4:

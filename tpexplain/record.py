@@ -78,6 +78,12 @@ class LayerAttention:
             return LayerAttention(probs=self.probs[s], heads_averaged=self.heads_averaged)
         return LayerAttention(q=self.q[s], k=self.k[s], scale=self.scale)
 
+    def to(self, device: torch.device | str) -> "LayerAttention":
+        """The same layer with its tensors on `device` (a copy only when they are elsewhere)."""
+        if self.probs is not None:
+            return LayerAttention(probs=self.probs.to(device), heads_averaged=self.heads_averaged)
+        return LayerAttention(q=self.q.to(device), k=self.k.to(device), scale=self.scale)
+
     def _row_logsumexp(self, chunk: int = 512) -> torch.Tensor:
         # chunked so a 3072-token column never materialises the full N×N map at once
         if self._lse is None:

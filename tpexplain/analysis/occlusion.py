@@ -23,7 +23,7 @@ import torch
 
 from .. import figures
 from ..explanation import AttentionMap, Explanation
-from ..io import write_text_atomic
+from ..io import as_rgb, write_text_atomic
 from ..keypoints import BODY_PARTS, COCO_KEYPOINTS, HEAD, flip_index, keypoint_index
 
 from .depth import default_radius, person_size
@@ -237,11 +237,6 @@ class OcclusionStudy(figures.Displayable):
 
 
 
-def _as_image(image) -> np.ndarray:
-    from ..api import _image
-    return _image(image)
-
-
 def occlusion_study(pose_model, image, keypoint: str | int, bbox: tuple | None = None,
                     region: tuple | np.ndarray | None = None, part: str | None = None,
                     fill: str = "mean", seed: int = 0, flip: bool = True) -> OcclusionStudy:
@@ -253,7 +248,7 @@ def occlusion_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
     _check_fill(fill)
     if region is not None and part is not None:
         raise ValueError("give a region or a part, not both")
-    img = _as_image(image)
+    img = as_rgb(image)
     k = keypoint_index(keypoint, pose_model.keypoint_names)
     name = pose_model.keypoint_names[k]
     if region is None:
@@ -486,7 +481,7 @@ def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: 
         keypoints = None
     idx = list(range(len(names))) if keypoints is None else \
         [keypoint_index(k, names) for k in ([keypoints] if isinstance(keypoints, (str, int)) else keypoints)]
-    ex = pose_model.explain(_as_image(image), bbox=bbox, flip=flip)
+    ex = pose_model.explain(as_rgb(image), bbox=bbox, flip=flip)
     from .sweep import sweep
     x = ex.input
     starts_y, starts_x = window_starts(h, window, stride), window_starts(w, window, stride)

@@ -70,8 +70,7 @@ def _load(model_name: str, weights: str | None):
 def _check_head(pm, head: int | None) -> None:
     if head is None:
         return
-    from ..api import _heads
-    n = _heads(pm.model)
+    n = pm.num_heads
     if not 0 <= head < n:
         raise ValueError(f"--head {head} out of range: the model has {n} heads (0..{n - 1})")
 
