@@ -11,7 +11,8 @@ from conftest import KEYS, SKIER, SKIER_BOX
 from tpexplain import zoo
 from tpexplain.cli import main
 from tpexplain.keypoints import COCO_KEYPOINTS
-from tpexplain.models.tokenpose import MPII_KEYPOINTS, TokenPose
+from tpexplain.keypoints import MPII_KEYPOINTS
+from tpexplain.models.tokenpose import TokenPose
 from tpexplain.record import record_attention
 
 ZOO_REFERENCES = {

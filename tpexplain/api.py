@@ -12,7 +12,7 @@ from .zoo.checkpoint import CheckpointError, load_checkpoint
 from .explanation import Explanation
 from .inference import Poses, input_size, predict
 from .io import as_rgb
-from .keypoints import COCO_KEYPOINTS
+from .keypoints import COCO_KEYPOINTS, KeypointSet, keypoint_set
 from .record import attention_modules, record_attention
 
 FULL_MAPS_BUDGET = 256 * 2**20  # bytes of per-head maps above which "auto" records q/k instead
@@ -38,6 +38,11 @@ class PoseModel:
     @property
     def input_size(self) -> tuple[int, int]:
         return input_size(self.model)
+
+    @property
+    def keypoint_set(self) -> KeypointSet:
+        """The keypoints this model predicts (names, mirror pairs, skeleton, body parts)."""
+        return keypoint_set(self.keypoint_names)
 
     @property
     def num_layers(self) -> int:

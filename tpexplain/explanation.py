@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from . import figures
-from .keypoints import COCO_KEYPOINTS, keypoint_index
+from .keypoints import COCO_KEYPOINTS, KeypointSet, keypoint_index, keypoint_set
 from .layout import TokenLayout
 from .record import LayerAttention
 from .transforms import Crop, apply_affine, denormalize
@@ -96,6 +96,11 @@ class Explanation(figures.Displayable):
     layout: TokenLayout
     model_name: str = "model"
     keypoint_names: tuple[str, ...] = COCO_KEYPOINTS
+
+    @property
+    def keypoint_set(self) -> KeypointSet:
+        """The model's keypoints (names, mirror pairs, skeleton, body parts)."""
+        return keypoint_set(self.keypoint_names)
 
     @property
     def num_layers(self) -> int:

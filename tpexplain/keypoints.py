@@ -1,7 +1,8 @@
-"""COCO person keypoints: names, aliases, flip pairs, skeleton and body parts."""
+"""Keypoint sets (COCO's 17, MPII's 16): names, aliases, flip pairs, skeleton and body parts."""
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 
 COCO_KEYPOINTS: tuple[str, ...] = (
     "nose", "l_eye", "r_eye", "l_ear", "r_ear",
@@ -36,9 +37,9 @@ BODY_PARTS: dict[str, tuple[int, ...]] = {
 }
 
 
-def flip_index(k: int) -> int:
+def flip_index(k: int, flip_pairs: tuple[tuple[int, int], ...] = FLIP_PAIRS) -> int:
     """Index of the mirror keypoint (itself for the nose)."""
-    for a, b in FLIP_PAIRS:
+    for a, b in flip_pairs:
         if k == a:
             return b
         if k == b:
@@ -71,3 +72,60 @@ def keypoint_index(name: str | int, names: tuple[str, ...] = COCO_KEYPOINTS) -> 
     close = difflib.get_close_matches(n, short, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(short)}"
     raise ValueError(f"unknown keypoint '{name}'{hint}")
+
+
+@dataclass(frozen=True)
+class KeypointSet:
+    """What a model predicts: keypoint names in output order, mirror pairs, the skeleton drawn, body parts."""
+
+    name: str
+    names: tuple[str, ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    skeleton: tuple[tuple[int, int], ...]
+    head: tuple[int, ...]
+    body_parts: dict[str, tuple[int, ...]]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str | int) -> int:
+        """Index of a keypoint by name (aliases as `keypoint_index`) or integer."""
+        return keypoint_index(name, self.names)
+
+    def flip_index(self, k: int) -> int:
+        """Index of the mirror keypoint (itself for a keypoint on the midline)."""
+        return flip_index(k, self.flip_pairs)
+
+    def parse(self, text: str) -> list[str]:
+        """'all' or a comma-separated list of names → canonical names; unknown names fail with suggestions."""
+        if text.strip().lower() == "all":
+            return list(self.names)
+        return [self.names[self.index(t)] for t in str(text).split(",") if t.strip()]
+
+
+COCO = KeypointSet("coco", COCO_KEYPOINTS, FLIP_PAIRS, SKELETON, HEAD, BODY_PARTS)
+
+# MPII's 16 joints in the dataset's order (TokenPose-L/D6 is trained on MPII).
+MPII_KEYPOINTS: tuple[str, ...] = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
+    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+)
+MPII = KeypointSet(
+    "mpii", MPII_KEYPOINTS,
+    flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+    skeleton=((0, 1), (1, 2), (2, 6), (3, 6), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+              (7, 12), (12, 11), (11, 10), (7, 13), (13, 14), (14, 15)),
+    head=(8, 9),
+    body_parts={"head": (8, 9), "torso": (2, 3, 6, 7, 12, 13), "left_arm": (13, 14, 15),
+                "right_arm": (12, 11, 10), "left_leg": (3, 4, 5), "right_leg": (2, 1, 0)},
+)
+KEYPOINT_SETS: dict[str, KeypointSet] = {"coco": COCO, "mpii": MPII}
+
+
+def keypoint_set(names: tuple[str, ...] | list[str]) -> KeypointSet:
+    """The known set with exactly these names; otherwise a set of those names with no skeleton or pairs."""
+    names = tuple(names)
+    for ks in KEYPOINT_SETS.values():
+        if ks.names == names:
+            return ks
+    return KeypointSet("custom", names, (), (), (), {})

@@ -26,18 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..keypoints import COCO_KEYPOINTS, FLIP_PAIRS
+from ..keypoints import COCO_KEYPOINTS, FLIP_PAIRS, MPII
 from ..layout import TokenLayout
 from .attention import RecordableAttention, attend
 from .transpose import (_bn, add_hrnet_stages, hrnet_stages_forward,
                         make_bottlenecks, sine_position_embedding)
 
-# MPII's 16 joints in the dataset's order (TokenPose-L/D6 is trained on MPII).
-MPII_KEYPOINTS: tuple[str, ...] = (
-    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
-    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
-)
-MPII_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
 
 
 def _init_linear_and_norm(module: nn.Module) -> None:
@@ -220,9 +214,9 @@ class TokenPose(nn.Module):
         if stem not in STEMS:
             raise ValueError(f"unknown TokenPose stem '{stem}'; use one of {', '.join(STEMS)}")
         self.stem, self.image_size, self.num_keypoints = stem, tuple(image_size), num_keypoints
-        self.keypoint_names = (COCO_KEYPOINTS if num_keypoints == 17 else MPII_KEYPOINTS if num_keypoints == 16
+        self.keypoint_names = (COCO_KEYPOINTS if num_keypoints == 17 else MPII.names if num_keypoints == 16
                                else tuple(f"kp{i}" for i in range(num_keypoints)))
-        self.flip_pairs = FLIP_PAIRS if num_keypoints == 17 else MPII_FLIP_PAIRS if num_keypoints == 16 else ()
+        self.flip_pairs = FLIP_PAIRS if num_keypoints == 17 else MPII.flip_pairs if num_keypoints == 16 else ()
         if scale_with_head is None:   # as the official code: only TokenPose-S leaves it at False
             scale_with_head = stem != "resnet"
         h, w = self.image_size

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..keypoints import COCO_KEYPOINTS
 from ..models.tokenpose import TokenPose
 from ..models.transpose import TransPoseH, TransPoseR
 from ..models.vitpose import ViTPose
@@ -80,6 +81,13 @@ def build(name: str) -> nn.Module:
     model = ARCHITECTURES[e["arch"]](**config, image_size=tuple(e.get("input_size", (256, 192))))
     model.zoo_name = name.strip().lower()
     return model
+
+
+def keypoint_names(name: str) -> tuple[str, ...]:
+    """The keypoints a zoo model predicts, without loading any weights (built on the meta device)."""
+    import torch
+    with torch.device("meta"):
+        return tuple(getattr(build(name), "keypoint_names", COCO_KEYPOINTS))
 
 
 def checkpoint_path(name: str) -> Path | None:
