@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -26,7 +27,34 @@ def read_image(path: str | Path) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"cannot decode image (corrupt or unsupported format): {path}")
-    return to_rgb8(image, str(path))
+    # IMREAD_UNCHANGED keeps 16-bit and alpha but ignores EXIF orientation: apply it as every viewer does
+    return apply_orientation(to_rgb8(image, str(path)), exif_orientation(data.tobytes()))
+
+
+def exif_orientation(encoded: bytes) -> int:
+    """The EXIF orientation tag (1-8) of an encoded image; 1 (as stored) when it has none."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(encoded)) as im:
+            value = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a stored image the way its EXIF orientation says it is to be shown."""
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],                       # mirrored
+        3: lambda a: a[::-1, ::-1],                    # upside down
+        4: lambda a: a[::-1],                          # mirrored and upside down
+        5: lambda a: a.swapaxes(0, 1),                 # mirrored, turned 90° (transpose)
+        6: lambda a: np.rot90(a, -1),                  # turned 90° clockwise (a phone held upright)
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],     # mirrored, turned 270° (transverse)
+        8: lambda a: np.rot90(a, 1),                   # turned 90° counter-clockwise
+    }
+    return np.ascontiguousarray(ops.get(orientation, ops[1])(image))
 
 
 def as_rgb(image: "np.ndarray | str | Path") -> np.ndarray:
@@ -83,10 +111,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file 0600; give it the mode open() would have (the umask's, or the replaced file's)
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
