@@ -74,9 +74,9 @@ class AttentionMap(figures.Displayable):
         fig, axes = plt.subplots(1, 2, figsize=(6.4, 4))
         ex = self.explanation
         if where == "image":
-            figures.pose_panel(axes[0], ex.image, ex.keypoints)
+            figures.pose_panel(axes[0], ex.image, ex.keypoints, keypoints_set=ex.keypoint_set)
         else:
-            figures.pose_panel(axes[0], ex.crop_image, ex.keypoints_crop_scored)
+            figures.pose_panel(axes[0], ex.crop_image, ex.keypoints_crop_scored, keypoints_set=ex.keypoint_set)
         self.plot(axes[1], where=where)
         return fig
 
@@ -206,7 +206,7 @@ class Explanation(figures.Displayable):
             slots = [(axes[r][c], p) for r, row in enumerate(rows) for c, p in enumerate([None] + row)]
         for ax, panel in slots:
             if panel is None:
-                figures.pose_panel(ax, background, pose, title=self.model_name)
+                figures.pose_panel(ax, background, pose, title=self.model_name, keypoints_set=self.keypoint_set)
                 continue
             m = self.attention_map(kind, panel[0], panel[1], head)
             m.plot(ax, where=where, colorbar=True, title=f"{m.keypoint} · L{panel[1] + 1}")
@@ -223,6 +223,6 @@ class Explanation(figures.Displayable):
         fig, ax = plt.subplots(figsize=(4, 5))
         background = self.image if where == "image" else self.crop_image
         figures.pose_panel(ax, background, self.keypoints if where == "image" else self.keypoints_crop_scored,
-                           title=self.model_name)
+                           title=self.model_name, keypoints_set=self.keypoint_set)
         return fig
 

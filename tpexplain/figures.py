@@ -7,26 +7,42 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .keypoints import SKELETON
+from .keypoints import COCO, MPII, KeypointSet, keypoint_set
 
 CMAP = "nipy_spectral"   # the official TransPose visualisation's colour map
 LEFT, RIGHT, CENTER = "#1f77ff", "#ff7f0e", "#2ca02c"
 
 
-def _side(i: int) -> str:
-    return CENTER if i == 0 else (LEFT if i % 2 == 1 else RIGHT)
+def side_colour(name: str) -> str:
+    """Left joints blue, right joints orange, midline green."""
+    return LEFT if name.startswith("l_") else RIGHT if name.startswith("r_") else CENTER
 
 
-def draw_skeleton(ax, keypoints: np.ndarray, min_score: float = 0.0, size: float = 12) -> None:
-    """Limbs and joints of one person; keypoints (K, 2|3) in the axes' pixel coordinates."""
+def default_keypoint_set(count: int) -> KeypointSet:
+    """COCO for 17 keypoints, MPII for 16; otherwise unnamed keypoints without a skeleton."""
+    known = {len(COCO): COCO, len(MPII): MPII}
+    return known.get(count) or keypoint_set(tuple(f"kp{i}" for i in range(count)))
+
+
+def draw_skeleton(ax, keypoints: np.ndarray, min_score: float = 0.0, size: float = 12,
+                  keypoints_set: KeypointSet | None = None) -> None:
+    """Limbs and joints of one person; keypoints (K, 2|3) in the axes' pixel coordinates.
+
+    The skeleton and sides come from `keypoints_set` (default: chosen by the number of keypoints).
+    """
     kp = np.asarray(keypoints)
+    ks = keypoints_set or default_keypoint_set(len(kp))
     ok = kp[:, 2] > min_score if kp.shape[1] > 2 else np.ones(len(kp), bool)
-    for a, b in SKELETON:
+    for a, b in ks.skeleton:
         if a < len(kp) and b < len(kp) and ok[a] and ok[b]:
-            ax.plot([kp[a, 0], kp[b, 0]], [kp[a, 1], kp[b, 1]], color=_side(max(a, b)), lw=1.5, alpha=0.9)
+            # a limb takes the colour of its higher-numbered joint (COCO and MPII list limbs outward)
+            colour = side_colour(ks.names[max(a, b)])
+            ax.plot([kp[a, 0], kp[b, 0]], [kp[a, 1], kp[b, 1]], color=colour, lw=1.5, alpha=0.9)
     for i in range(len(kp)):
         if ok[i]:
-            ax.scatter(kp[i, 0], kp[i, 1], s=size, c=_side(i), edgecolors="white", linewidths=0.5, zorder=3)
+            ax.scatter(kp[i, 0], kp[i, 1], s=size, c=side_colour(ks.names[i]), edgecolors="white",
+                       linewidths=0.5, zorder=3)
+
 
 
 def overlay(ax, background: np.ndarray, values: np.ndarray, query: tuple[float, float] | None = None,
@@ -48,9 +64,11 @@ def overlay(ax, background: np.ndarray, values: np.ndarray, query: tuple[float, 
     return im
 
 
-def pose_panel(ax, background: np.ndarray, keypoints: np.ndarray, title: str = "prediction") -> None:
+def pose_panel(ax, background: np.ndarray, keypoints: np.ndarray, title: str = "prediction",
+               keypoints_set: KeypointSet | None = None) -> None:
+    """The image with the predicted skeleton."""
     ax.imshow(background)
-    draw_skeleton(ax, keypoints)
+    draw_skeleton(ax, keypoints, keypoints_set=keypoints_set)
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
 

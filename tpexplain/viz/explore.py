@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from ..explanation import Explanation
-from ..keypoints import SKELETON
 
 MAX_QUERIES = 1024                  # query positions stored per layer
 MAX_BYTES = 8 * 2**20               # quantised attention bytes in a page before keys are pooled
@@ -95,7 +94,7 @@ def explorer_data(ex: Explanation, keypoints: list[str] | None = None, max_queri
                        "score": round(float(ex.keypoints[k, 2]), 4)} for n, k in zip(names, kp_index)],
         "pose": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
                  for (x, y), s in zip(kc, ex.keypoints[:, 2])],
-        "skeleton": [list(p) for p in SKELETON],
+        "skeleton": [list(p) for p in ex.keypoint_set.skeleton],
         "image": "data:image/png;base64," + base64.b64encode(png.tobytes()).decode(),
         "lut": base64.b64encode(lut.tobytes()).decode(),
     }

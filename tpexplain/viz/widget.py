@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 
 from ..explanation import Explanation
-from ..keypoints import SKELETON
 
 GAP = 6          # pixels between panels
 HEADER = 16      # pixels of label strip above each panel (before scaling)
@@ -178,7 +177,7 @@ class Explorer:
         img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
         s = self.scale
         kp = ex.keypoints_crop
-        for a, b in SKELETON:
+        for a, b in ex.keypoint_set.skeleton:
             cv2.line(img, (int(kp[a, 0] * s), int(kp[a, 1] * s)), (int(kp[b, 0] * s), int(kp[b, 1] * s)),
                      (255, 255, 255), 1, cv2.LINE_AA)
         qx, qy = m.query_crop
