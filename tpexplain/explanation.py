@@ -180,7 +180,7 @@ class Explanation(figures.Displayable):
 
     def keypoint_attention(self, layer: int = -1, head: int | None = None):
         """TokenPose: how the keypoint tokens attend to each other at `layer` (a K x K `KeypointAttention`)."""
-        from .analysis.keypoint_attention import keypoint_attention
+        from .keypoint_attention import keypoint_attention
         return keypoint_attention(self, layer, head)
 
     def grid(self, keypoints: list[str | int] | None = None, layers: list[int] | None = None,

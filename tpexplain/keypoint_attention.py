@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import figures
+from . import figures
 
 CMAP = "viridis"
 
