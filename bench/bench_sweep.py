@@ -53,7 +53,7 @@ def main() -> None:
 
     pm = tpx.load(args.model, weights="random")
     model = pm.model
-    image = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "coco_mini", "000000000785.jpg")
+    image = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "coco_mini", "000000000785.jpg")
     if os.path.exists(image):
         ex = pm.explain(image, bbox=(280.79, 44.73, 218.7, 346.68), flip=False)
     else:   # any input will do for timing and agreement

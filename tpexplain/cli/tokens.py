@@ -35,7 +35,7 @@ def _require_keypoint_tokens(model_name: str) -> None:
 def kp_attention(image, layer, head, model_name, weights, bbox, flip, out):
     """Keypoint-to-keypoint attention of a TokenPose model: which keypoints each keypoint token looks at."""
     from ..figures import save_figure
-    from ..analysis.keypoint_attention import layers_figure
+    from ..keypoint_attention import layers_figure
     from ..record import attention_modules
     _require_keypoint_tokens(model_name)
     tag = layer.strip().lower().replace(",", "-")
