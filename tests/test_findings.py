@@ -1,7 +1,9 @@
 """The findings report: every claim has a statistic, a criterion and a verdict; figures exist; the report is
 written atomically; bad arguments give one-line errors."""
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,9 @@ import torch
 from click.testing import CliRunner
 
 import tpexplain
-from tpexplain.analysis import findings as fmod
-from tpexplain.analysis.findings import Findings, check_report_dir, findings, sign_test
+from tpexplain.analysis.findings import Findings, check_report_dir, claims, findings, measure, read_people
+from tpexplain.analysis.findings import figures as report_figures
+from tpexplain.analysis.stats import sign_test
 
 from conftest import DATA
 
@@ -65,7 +68,7 @@ def test_synthetic_findings_command(tmp_path):
                "--weights", "random", "--out", out)
     assert r.exit_code == 0, r.output
     assert r.output.strip().splitlines()[-1] == str(out / "report.md")
-    assert "[findings] people" in r.output
+    assert re.search(r"findings\]? people", r.output)      # the CLI's progress lines or tpexplain.progress's
     data = check_report(out)
     assert data["meta"]["people_analysed"] == 4 and "synthetic" in data["meta"]["data"]
     assert data["claims"]["randomisation_changes_maps"]["verdict"] != "not measured"
@@ -91,21 +94,23 @@ def test_coco_findings_use_ground_truth(model, tmp_path):
     assert f.claim("occluded_keypoints_found").details["num_occluded"] == 17
     assert data["meta"]["queries"] == 181
     # the accuracy claims agree with `tpexplain eval` on the same ground truth
-    m = evaluate(model, ANN, DATA, log=lambda *_: None)
+    m = evaluate(model, ANN, DATA)
     assert f.claim("activation_max_on_keypoint").value == pytest.approx(m["PCK_visible"], abs=0.02)
     assert f.claim("occluded_keypoints_found").value == pytest.approx(m["PCK_occluded"], abs=0.07)
     for q in data["numbers"]["queries"]:
         assert sum(q["masses"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_interrupted_run_leaves_nothing(model, tmp_path, monkeypatch):
+def test_interrupted_run_leaves_nothing(model, tmp_path, monkeypatch, caplog):
     def boom(*a, **k):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(fmod, "_fig_depth", boom)
+    monkeypatch.setattr(report_figures, "fig_depth", boom)
     out = tmp_path / "rep"
+    caplog.set_level(logging.INFO, logger="tpexplain")
     with pytest.raises(RuntimeError, match="disk full"):
         findings(model, ANN, DATA, out, max_people=2, occlusion_people=0)
     assert list(tmp_path.iterdir()) == []
+    assert "findings people: 2/2 people" in caplog.text        # tpexplain.progress, as a log line off a terminal
 
 
 def test_report_folder_rules(tmp_path):
@@ -134,8 +139,8 @@ def test_sign_test_and_map_statistics():
             m = rng.random((4, 3)) * 0.2
             m[k, k] += 1
             maps.setdefault(k, {})[p] = m / m.sum()
-    stats = fmod._map_statistics(maps)
-    specific, common = fmod._claims_maps(stats)
+    stats = claims.map_statistics(maps)
+    specific, common = claims.map_claims(stats)
     assert common.value == 1.0
     assert 0 < specific.value < 1
 
@@ -149,7 +154,7 @@ def test_sign_test_and_map_statistics():
     (("--synthetic", 0), ["--synthetic"]),
     (("--synthetic", 2, "--max-people", 0), ["--max-people"]),
     (("--synthetic", 2, "--model", "tp-r-a5"), ["unknown model"]),
-    (("--synthetic", 2, "--weights", "missing.pth"), ["weights file not found"]),
+    (("--synthetic", 2, "--weights", "missing.pth"), ["missing.pth", "not found"]),
 ])
 def test_bad_arguments_give_one_line_errors(tmp_path, args, words):
     out = tmp_path / "rep"
@@ -180,11 +185,11 @@ def test_distance_matched_reliance_ignores_plain_distance_decay():
     decay = np.exp(-d / 20)
     own = d <= 8
     mirror = np.hypot(centres[..., 0] - 56.0, centres[..., 1] - 60.0) <= 8      # close to the query
-    obs, exp = fmod._distance_matched(decay / decay.sum(), query, centres, mirror, own | mirror, 8.0)
+    obs, exp = measure.distance_matched(decay / decay.sum(), query, centres, mirror, own | mirror, 8.0)
     assert obs / exp == pytest.approx(1.0, abs=0.1)          # near, but no more attention than distance gives
     bump = decay.copy()
     bump[mirror] *= 3
-    obs, exp = fmod._distance_matched(bump / bump.sum(), query, centres, mirror, own | mirror, 8.0)
+    obs, exp = measure.distance_matched(bump / bump.sum(), query, centres, mirror, own | mirror, 8.0)
     assert obs / exp > 2
 
 
@@ -194,7 +199,27 @@ def test_a_bad_image_is_skipped_not_fatal(model, tmp_path):
     ann = tmp_path / "ann.json"
     ann.write_text(json.dumps(data))
     out = tmp_path / "rep"
-    f = findings(model, ann, DATA, out, max_people=4, occlusion_people=0)
+    calls = []
+    f = findings(model, ann, DATA, out, max_people=4, occlusion_people=0,
+                 progress=lambda *a: calls.append(a))               # a callback replaces the progress bars
+    assert calls == [("people", 1, 4), ("people", 2, 4), ("people", 3, 4), ("people", 4, 4),
+                     ("writing", 0, 1), ("writing", 1, 1)]
     assert f.meta["skipped"] and "not found" in f.meta["skipped"][0]["reason"]
     assert f.meta["people_analysed"] == 4 - len(f.meta["skipped"])
     assert "## Skipped" in (out / "report.md").read_text()
+
+
+def test_read_people_uses_the_coco_file_order(tmp_path):
+    people = read_people(ANN, DATA)
+    data = json.loads(ANN.read_text())
+    expected = [a for a in data["annotations"] if not a.get("iscrowd") and any(a["keypoints"][2::3])]
+    assert [p.annotation_id for p in people] == [a["id"] for a in expected]
+    assert len(people) == 12 and people[0].keypoints.shape == (17, 3)
+    assert [p.annotation_id for p in read_people(ANN, DATA, 3)] == [a["id"] for a in expected[:3]]
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a COCO annotation file"):
+        read_people(bad, DATA)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not a JSON file"):
+        read_people(bad, DATA)

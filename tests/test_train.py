@@ -26,7 +26,7 @@ def test_default_recipe_lowers_the_loss(tmp_path):
     before = _held_out_loss(zoo.build("default"), batch)
     # the recipe of the manifest's command (Adam 1e-3, cosine), shortened: 60 iterations of 8 people
     summary = train("default", tmp_path / "run", iters=60, batch_size=8, lr=1e-3, warmup=0, seed=0, workers=0,
-                    save_every=30, export=tmp_path / "w.pth", bf16=False, log=lambda m: None)
+                    save_every=30, export=tmp_path / "w.pth", bf16=False)
     assert summary["step"] == 60
     trained = zoo.build("default")
     trained.load_state_dict(torch.load(tmp_path / "w.pth", weights_only=True))
@@ -36,7 +36,7 @@ def test_default_recipe_lowers_the_loss(tmp_path):
     assert after < 0.98 * before, (before, after)
     # resuming continues from the saved step instead of starting again
     more = train("default", tmp_path / "run", iters=62, batch_size=8, lr=1e-3, warmup=0, seed=0, workers=0,
-                 resume=True, log=lambda m: None)
+                 resume=True)
     assert more["step"] == 62
 
 

@@ -22,11 +22,13 @@ class Progress:
                  log_every: float = 10.0):
         self.total, self.desc, self.unit = total, desc, unit
         self.done = self.failed = 0
-        self.enabled = enabled and log.isEnabledFor(logging.INFO)
+        # quiet only when told so (the CLI's -q sets the level); a library user with no logging set up still
+        # gets a bar on a terminal or in a notebook
+        self.enabled = enabled and not (log.level != logging.NOTSET and log.level > logging.INFO)
         self.log_every = log_every
         self._start = self._last = time.monotonic()
         self._bar = None
-        if self.enabled and sys.stderr.isatty():
+        if self.enabled and (sys.stderr.isatty() or "ipykernel" in sys.modules):
             from tqdm.auto import tqdm
             self._bar = tqdm(total=total, desc=desc, unit=f" {unit}", dynamic_ncols=True, file=sys.stderr)
 

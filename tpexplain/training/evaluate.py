@@ -10,13 +10,18 @@ import numpy as np
 
 from ..api import PoseModel
 from ..io import read_image
+from ..progress import track
 from ..keypoints import COCO_KEYPOINTS, OKS_SIGMAS, PCK_ALPHA, flip_index
 
 
 
 def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path, flip: bool = True,
-             progress=None, log=print) -> dict:
-    """AP and PCK of `pose_model` on a COCO person-keypoints file, using its ground-truth boxes."""
+             progress: bool = True) -> dict:
+    """AP and PCK of `pose_model` on a COCO person-keypoints file, using its ground-truth boxes.
+
+    The result holds COCO's metrics by name, PCK for visible and occluded keypoints, and `summary`:
+    pycocotools' standard summary table as text.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -26,7 +31,7 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
     per_kp = []   # (visibility, OKS, swapped) per person, 17 each: where the AP is lost
     image_ids = [i for i in coco.getImgIds() if any(
         a.get("num_keypoints", 0) > 0 for a in coco.loadAnns(coco.getAnnIds(imgIds=i, iscrowd=False)))]
-    for n, image_id in enumerate(image_ids):
+    for image_id in track(image_ids, "eval", "images", enabled=progress):
         info = coco.loadImgs(image_id)[0]
         anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))
                 if a.get("num_keypoints", 0) > 0]
@@ -44,8 +49,6 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
                 hits[v] += (dist[gt[:, 2] == v] <= PCK_ALPHA * size).tolist()
             if len(gt) == len(OKS_SIGMAS):
                 per_kp.append((gt[:, 2], *score_keypoints(kp, gt, ann["area"], size)))
-        if progress:
-            progress(n + 1, len(image_ids))
     if not results:
         raise ValueError(f"no person with keypoints in {annotations}")
     chatter, out = io.StringIO(), io.StringIO()
@@ -56,9 +59,9 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
         ev.accumulate()
     with contextlib.redirect_stdout(out):
         ev.summarize()
-    log(out.getvalue().rstrip())
     names = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
     metrics = {k: float(v) for k, v in zip(names, ev.stats)}
+    metrics["summary"] = out.getvalue().rstrip()
     metrics["PCK_visible"] = float(np.mean(hits[2])) if hits[2] else float("nan")
     metrics["PCK_occluded"] = float(np.mean(hits[1])) if hits[1] else float("nan")
     metrics["num_visible"], metrics["num_occluded"] = len(hits[2]), len(hits[1])

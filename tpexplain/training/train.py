@@ -6,6 +6,7 @@ Checkpoints are written atomically every `save_every` iterations; `resume=True` 
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -15,7 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import zoo
+from ..progress import progress
 from .data import CocoPersons, SyntheticPersons
+
+log = logging.getLogger(__name__)
 
 
 def joints_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -49,8 +53,7 @@ def _save_atomic(obj, path: Path) -> None:
 def train(model: str = "default", out: str | Path = "runs/default", iters: int = 4000, batch_size: int = 32,
           lr: float = 1e-3, warmup: int = 200, seed: int = 0, workers: int = 1, coco: str | None = None,
           images: str | None = None, resume: bool = False, save_every: int = 100,
-          export: str | Path | None = None, threads: int | None = None, bf16: bool | None = None,
-          log=print) -> dict:
+          export: str | Path | None = None, threads: int | None = None, bf16: bool | None = None) -> dict:
     """Train a zoo architecture from scratch on COCO-format data (`coco`, `images`) or, without them,
     on synthetic people generated on the fly. `bf16` runs the forward pass under bfloat16 autocast
     (about 1.6x faster on CPUs with AMX/AVX512-BF16; the loss and the weights stay float32); None
@@ -59,9 +62,9 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
     if bf16 is None:
         bf16 = native_bf16()
     elif bf16 and not native_bf16():
-        log("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX); --bf16 runs about 10x slower here "
-            "than float32 (--no-bf16)")
-    log(f"forward pass in {'bfloat16 autocast' if bf16 else 'float32'}")
+        log.warning("this CPU has no native bfloat16 (AVX512-BF16/AMX); --bf16 runs about 10x slower here "
+                    "than float32 (--no-bf16)")
+    log.info(f"forward pass in {'bfloat16 autocast' if bf16 else 'float32'}")
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
@@ -80,12 +83,14 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, history = int(ckpt["step"]), list(ckpt.get("history", []))
-        log(f"resumed {ckpt_path} at iteration {step}")
+        log.info(f"resumed {ckpt_path} at iteration {step}")
     # each epoch of the sampler is offset by the step so a resumed run sees new samples
     sampler = torch.utils.data.RandomSampler(data, generator=torch.Generator().manual_seed(seed + step))
     loader = DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
     t0, seen, running = time.time(), 0, None
+    bar = progress(iters, "train", "iter")
+    bar.update(step)
     while step < iters:
         for x, target, weight in loader:
             if step >= iters:
@@ -101,12 +106,11 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
             step += 1
             seen += x.shape[0]
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            bar.update()
             if step % 10 == 0 or step == iters:
-                rate = seen / (time.time() - t0)
-                eta = (iters - step) * batch_size / max(rate, 1e-9)
                 history.append((step, running))
-                log(f"iter {step}/{iters}  loss {running:.6f}  lr {opt.param_groups[0]['lr']:.2e}  "
-                    f"{rate:.1f} img/s  eta {eta / 60:.0f} min")
+                log.debug(f"iter {step}/{iters}  loss {running:.6f}  lr {opt.param_groups[0]['lr']:.2e}  "
+                          f"{seen / (time.time() - t0):.1f} img/s")
             if step % save_every == 0 or step == iters:
                 state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
                          "history": history, "config": {"model": model, "iters": iters, "batch_size": batch_size,
@@ -114,4 +118,6 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
                 _save_atomic(state, ckpt_path)
                 if export:
                     _save_atomic({k: v.contiguous() for k, v in net.state_dict().items()}, Path(export))
+    bar.close()
+    log.info(f"iteration {step}: loss {running:.6f}" if running is not None else f"iteration {step}")
     return {"step": step, "loss": running, "history": history, "seconds": time.time() - t0}
