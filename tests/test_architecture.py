@@ -47,7 +47,11 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            # `from pkg import submodule` depends on the submodule, not on the package's __init__
+            subs = [f"{mod}.{a.name}" for a in node.names]
+            targets = [t for t in subs if t in known]
+            if len(targets) < len(subs):
+                targets.append(mod)
         else:
             continue
         for t in targets:
