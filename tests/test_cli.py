@@ -1,15 +1,14 @@
-"""`tpexplain attention`, `models` and `download` as a user runs them."""
-import functools
-import http.server
-import socket
+"""The `tpexplain` command as a user runs it: figures, the zoo, exit codes, messages, start-up cost."""
+import os
+import signal
 import subprocess
 import sys
-import threading
+import textwrap
 
 import pytest
 import torch
 
-from conftest import SKIER, SKIER_BOX
+from conftest import DATA, SKIER, SKIER_BOX
 
 
 def run(*args, cwd=None):
@@ -17,8 +16,8 @@ def run(*args, cwd=None):
                           text=True, cwd=cwd, timeout=300)
 
 
-def assert_one_line_error(result, *words):
-    assert result.returncode != 0
+def assert_one_line_error(result, *words, code=None):
+    assert result.returncode != 0 if code is None else result.returncode == code, (result.returncode, result.stderr)
     err = result.stderr.strip()
     lines = err.splitlines()
     # progress lines may precede it; the error itself is one line, last, with no traceback
@@ -61,7 +60,7 @@ def test_bad_input_gives_one_line_error_and_no_file(case, tmp_path, tp_r_a3_weig
     elif case == "keypoint":
         extra, words = ["--keypoint", "l_ankel"], ["did you mean l_ankle"]
     elif case == "bbox":
-        extra, words = ["--bbox", "1,2,three,4"], ["bad bbox"]
+        extra, words = ["--bbox", "1,2,three,4"], ["--bbox", "four numbers"]
     elif case == "bbox_outside":
         extra, words = ["--bbox", "5000,5000,10,10"], ["outside"]
     elif case == "unwritable":
@@ -78,7 +77,8 @@ def test_bad_input_gives_one_line_error_and_no_file(case, tmp_path, tp_r_a3_weig
     if "--keypoint" not in extra:
         args += ["--keypoint", "l_ankle"]
     r = run(*args, *extra)
-    assert_one_line_error(r, *words)
+    # a malformed command line is a usage error (2); a well-formed one that cannot be carried out fails (1)
+    assert_one_line_error(r, *words, code=2 if case == "bbox" else 1)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".png"]
 
@@ -106,39 +106,95 @@ def test_models_lists_the_zoo():
         assert name in r.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.mark.parametrize("args, words", [
+    (["attention"], ["Missing argument 'IMAGE'"]),
+    (["attention", SKIER, "-k", "nose", "--bogus"], ["No such option", "--bogus"]),
+    (["attention", SKIER, "-k", "nose", "--mode", "sideways"], ["--mode", "sideways"]),
+    (["occlusion", SKIER, "-k", "l_ankle", "--sweep", "--symmetric"], ["not both"]),
+    (["batch", "--out", "x"], ["FOLDER or --coco"]),
+    (["findings", "--out", "x"], ["--coco", "--synthetic"]),
+    (["nosuch"], ["No such command"]),
+    (["-v", "-q", "models"], ["not both"]),
+])
+def test_usage_errors_exit_2_with_one_line(args, words, tmp_path):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("Error: "), r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+    assert r.stdout == "" and list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def http_server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def test_debug_shows_the_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tpexplain", "attention", tmp_path / "nope.jpg", "-k", "nose"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "TPEXPLAIN_DEBUG": "1"})
+    assert r.returncode == 1 and "Traceback" in r.stderr and "image not found" in r.stderr
 
 
-def test_download_from_a_local_server(http_server, tmp_path, tp_r_a3_weights):
-    from tpexplain.zoo.download import sha256
-    root, base = http_server
-    (root / "w.pth").write_bytes(tp_r_a3_weights.read_bytes())
-    dest = tmp_path / "zoo"
-    r = run("download", "tp-r-a3", "--url", f"{base}/w.pth", "--dir", dest, "--sha256", sha256(tp_r_a3_weights))
+def test_closed_stdout_exits_quietly():
+    """`tpexplain models | head -1`: the reader goes away; no error message, no traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "tpexplain", "models"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.close()   # before the command has printed anything: its first write fails
+    err = p.stderr.read()
+    assert p.wait(timeout=300) == 141 and err == "", err
+
+
+def test_ctrl_c_exits_130(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "tpexplain", "train", "--iters", "100000", "--batch-size", "2",
+                          "--workers", "0", "--threads", "1", "--no-bf16", "--out", tmp_path / "run"],
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines = []
+    for line in p.stderr:             # interrupt once training has started
+        lines.append(line)
+        if "forward pass" in line:
+            p.send_signal(signal.SIGINT)
+            break
+    lines += p.stderr.readlines()
+    assert p.wait(timeout=300) == 130, lines
+    assert lines[-1].strip() == "Error: interrupted" and not any("Traceback" in x for x in lines), lines
+
+
+def test_logging_levels(tmp_path):
+    """Progress and messages go to stderr through the "tpexplain" logger; -q keeps warnings and errors only."""
+    assert run("synth", "--n", "1", "--out", tmp_path / "s").returncode == 0
+    args = ["eval", "--coco", tmp_path / "s" / "annotations.json", "--images", tmp_path / "s" / "images",
+            "--weights", "random", "--no-flip"]
+    r = run(*args)
+    assert r.returncode == 0 and "eval: 1/1 images" in r.stderr, r.stderr
+    q = run("-q", *args)
+    assert q.returncode == 0 and q.stderr == "" and q.stdout == r.stdout, q.stderr
+
+
+def test_help_and_version_import_neither_torch_nor_matplotlib():
+    code = textwrap.dedent("""
+        import sys
+        from tpexplain.cli import main
+        calls = [["--help"], ["--version"], *[[name, "--help"] for name in main.commands]]
+        for args in calls:
+            try:
+                main(args, prog_name="tpexplain")
+            except SystemExit as e:
+                assert e.code == 0, (args, e.code)
+        print(len(calls), sorted(m for m in ("torch", "matplotlib") if m in sys.modules))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert (dest / "tp_r_256x192_enc3_d256_h1024_mh8.pth").read_bytes() == tp_r_a3_weights.read_bytes()
-    # a wrong hash, a file that is not this model, a server that is not there: one-line errors, no file
-    r = run("download", "tp-r-a3", "--url", f"{base}/w.pth", "--dir", tmp_path / "z2", "--sha256", "0" * 64)
-    assert_one_line_error(r, "sha256 mismatch")
-    r = run("download", "tp-r-a4", "--url", f"{base}/w.pth", "--dir", tmp_path / "z3")
-    assert_one_line_error(r, "does not fit")
-    r = run("download", "tp-r-a3", "--url", f"http://127.0.0.1:{_free_port()}/w.pth", "--dir", tmp_path / "z4")
-    assert_one_line_error(r, "cannot download")
-    for d in ("z2", "z3", "z4"):
-        assert not any((tmp_path / d).glob("*.pth")) if (tmp_path / d).exists() else True
+    assert r.stdout.strip().splitlines()[-1] == f"{2 + 12} []"
+
+
+def test_mpii_model_keypoints(tmp_path, monkeypatch):
+    """The MPII model's own keypoint names (head_top) and 'all' of its 16; default names say 'all'."""
+    from click.testing import CliRunner
+
+    from tpexplain.cli import main
+    monkeypatch.chdir(tmp_path)
+    for k, tag in (("head_top", "head_top"), ("all", "all")):
+        r = CliRunner().invoke(main, ["attention", str(DATA / "000000000785.jpg"), "-k", k, "--no-flip",
+                                      "--model", "tokenpose-l-d6", "--weights", "random"])
+        assert r.exit_code == 0, r.output
+        out = tmp_path / f"000000000785_{tag}_dependency_tokenpose-l-d6.png"
+        assert r.output.strip().splitlines()[-1] == out.name and out.read_bytes()[:4] == b"\x89PNG"
+    r = CliRunner().invoke(main, ["attention", str(SKIER), "-k", "nose", "--model", "tokenpose-l-d6",
+                                  "--weights", "random"])
+    assert r.exit_code == 1 and "unknown keypoint 'nose'" in r.output

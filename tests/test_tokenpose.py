@@ -224,7 +224,7 @@ def test_kp_attention_needs_keypoint_tokens(model, tmp_path):
 
 
 def test_kp_attention_runs_as_python_m(tiny_weights, tmp_path):
-    """`python -m tpexplain.cli` runs cli.py as __main__: the command module must not re-import it half-done."""
+    """`python -m tpexplain` is the `tpexplain` command."""
     import subprocess
     import sys
     out = tmp_path / "kp.png"

@@ -1,0 +1,205 @@
+"""`tpexplain layers`, `occlusion` and `findings`: the analyses of `tpexplain.analysis` as commands.
+
+`layers` and `occlusion` write their figure to -o and their numbers beside it (same name, .csv and .json),
+print a table, and write nothing unless every output succeeds.
+"""
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .options import box_option, figure_options, keypoint_tag, model_options, parse_keypoints
+
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def _outputs(out: str | None, default: str) -> tuple[Path, Path, Path]:
+    """(figure, csv, json) paths, checked writable before any work."""
+    from ..io import check_writable
+    fig = Path(out or default)
+    if fig.suffix.lstrip(".").lower() not in FIGURE_FORMATS:
+        raise click.BadParameter(f"'{fig}' must end in one of .{', .'.join(FIGURE_FORMATS)}", param_hint="'-o'")
+    paths = (fig, fig.with_suffix(".csv"), fig.with_suffix(".json"))
+    for p in paths:
+        check_writable(p)
+    return paths
+
+
+def _read(image: str, bbox: str | None):
+    """The image and the person box (checked against the image)."""
+    from ..io import parse_bbox, read_image
+    img = read_image(image)
+    return img, (parse_bbox(bbox, img.shape) if bbox else None)
+
+
+def _write_all(paths: tuple[Path, Path, Path], fig, write_csv, write_json) -> None:
+    """Write the figure, CSV and JSON to temporary files; replace the real ones only if all three worked."""
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+    try:
+        with contextlib.ExitStack() as stack:
+            tmp_fig, tmp_csv, tmp_json = (stack.enter_context(atomic_path(p)) for p in paths)
+            fig.savefig(tmp_fig, dpi=150, bbox_inches="tight", format=paths[0].suffix.lstrip(".").lower())
+            write_csv(tmp_csv)
+            write_json(tmp_json)
+    finally:
+        plt.close(fig)
+
+
+@click.command()
+@click.argument("image", type=click.Path())
+@click.option("--keypoint", "-k", required=True,
+              help="Keypoint name of the model (l_wrist, left_wrist, head_top, ...), a comma list, or all.")
+@click.option("--head", type=int, default=None, help="One attention head (default: the mean of heads).")
+@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Radius (crop pixels) for the near-query mass (default: a tenth of the person's size).")
+@click.option("--on", "where", type=click.Choice(["crop", "image"]), default="crop", show_default=True,
+              help="Draw over the model's input crop or the original image.")
+@figure_options
+def layers(image, keypoint, head, radius, where, model_name, weights, flip, bbox, out):
+    """How a keypoint's dependency map changes with depth: maps per layer, entropy, distance, local mass."""
+    from ..analysis.depth import layer_study
+    from ..api import load
+    keypoints = parse_keypoints(keypoint, model_name)
+    tag = keypoint_tag(keypoints, model_name)
+    paths = _outputs(out, f"{Path(image).stem}_{tag}_layers_{model_name}.png")
+    img, box = _read(image, bbox)
+    ex = load(model_name, weights).explain(img, bbox=box, flip=flip)
+    study = layer_study(ex, keypoints, head=head, radius=radius)
+    _write_all(paths, study.figure(where), study.to_csv, study.to_json)
+    click.echo(study.table())
+    click.echo(str(paths[0]))
+
+
+def _region(text: str | None) -> tuple[float, float, float, float] | None:
+    return None if text is None else tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+
+
+@click.command()
+@click.argument("image", type=click.Path())
+@click.option("--keypoint", "-k", required=True,
+              help="Keypoint name of the model; with --sweep also a comma list or all.")
+@box_option("--region", "Hide this box (image pixels).")
+@click.option("--part", default=None,
+              help="Hide a keypoint (l_ankle) or a body part (head, torso, left_arm, right_arm, left_leg, right_leg), "
+                   "placed from the predicted pose. Default without --region: the keypoint itself.")
+@click.option("--fill", type=click.Choice(["mean", "blur", "noise"]), default="mean", show_default=True)
+@click.option("--sweep", is_flag=True, help="Occlusion-sensitivity map: slide a patch, record the peak drop.")
+@click.option("--symmetric", is_flag=True, help="Hide the keypoint; measure the dependency moving to its mirror joint.")
+@click.option("--window", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Sweep patch size (input-crop pixels).")
+@click.option("--stride", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Sweep step (input-crop pixels).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Sweep windows per forward pass.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise fill.")
+@figure_options
+def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, stride, batch_size, seed,
+              model_name, weights, flip, bbox, out):
+    """Hide a region or body part and compare the prediction and its dependencies (or --sweep, --symmetric)."""
+    from ..analysis.occlusion import occlusion_study, symmetric_study
+    from ..analysis.sensitivity import occlusion_sensitivity
+    from ..api import load
+    keypoints = parse_keypoints(keypoint, model_name)
+    if sweep and symmetric:
+        raise click.UsageError("use --sweep or --symmetric, not both")
+    if (sweep or symmetric) and (region is not None or part is not None):
+        raise click.UsageError(f"--{'sweep' if sweep else 'symmetric'} chooses what to hide itself; "
+                               "drop --region/--part")
+    if not sweep and len(keypoints) != 1:
+        raise click.UsageError("give one --keypoint (several or all only with --sweep)")
+    what = "sweep" if sweep else "symmetric" if symmetric else "occlusion"
+    tag = keypoint_tag(keypoints, model_name)
+    paths = _outputs(out, f"{Path(image).stem}_{tag}_{what}_{model_name}.png")
+    img, box = _read(image, bbox)
+    pm = load(model_name, weights)
+
+    if sweep:
+        sm = occlusion_sensitivity(pm, img, bbox=box, window=window, stride=stride, fill=fill,
+                                   keypoints=keypoints, batch_size=batch_size, seed=seed, flip=flip)
+        _write_all(paths, sm.figure(), sm.to_csv, sm.to_json)
+        summary = sm.summary()
+        rho = summary["rank_correlation_last_layer"]
+        click.echo(f"{'keypoint':<11} {'clean peak':>10} {'max drop':>9} {'rho(attn)':>9}")
+        for kp in sm.keypoints:
+            click.echo(f"{kp:<11} {summary['clean_peak'][kp]:>10.4f} {summary['max_drop'][kp]:>9.4f} {rho[kp]:>9.3f}")
+        click.echo(str(paths[0]))
+        return
+
+    if symmetric:
+        study = symmetric_study(pm, img, keypoints[0], bbox=box, fill=fill, seed=seed, flip=flip)["study"]
+    else:
+        study = occlusion_study(pm, img, keypoints[0], bbox=box, region=_region(region), part=part, fill=fill,
+                                seed=seed, flip=flip)
+    _write_all(paths, study.figure(), study.to_csv, study.to_json)
+    click.echo(study.table())
+    if study.symmetric is not None:
+        sym = study.symmetric
+        click.echo(f"mirror {sym['mirror']}: {sym['mirror_mass_before']:.3f} → {sym['mirror_mass_after']:.3f} "
+                   f"(shift {sym['mirror_shift']:+.3f}); adjacent shift {sym['adjacent_shift']:+.3f}")
+    click.echo(str(paths[0]))
+
+
+def _progress():
+    """Progress lines on stderr: at most one every 2 s per stage, plus each stage's last step."""
+    import time
+    last = {"t": 0.0, "stage": None}
+
+    def show(stage: str, done: int, total: int) -> None:
+        now = time.time()
+        if stage != last["stage"] or done >= total or now - last["t"] >= 2.0:
+            click.echo(f"[findings] {stage} {done}/{total}", err=True)
+            last["t"], last["stage"] = now, stage
+    return show
+
+
+def _command_line() -> str | None:
+    """The command as typed, for the report (None when not run from a shell, e.g. under a test runner)."""
+    script = Path(sys.argv[0])
+    if "tpexplain" not in (script.name, script.parent.name):   # bin/tpexplain or python -m tpexplain
+        return None
+    return "tpexplain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@click.command()
+@click.option("--coco", default=None, help="COCO person-keypoints annotation file.")
+@click.option("--images", default=None, help="Folder of the annotated images (with --coco).")
+@click.option("--synthetic", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Generate N images of synthetic people instead (tpexplain.training.synth).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic images and of the "
+              "randomisation test.")
+@click.option("--out", required=True, help="Report folder: new, empty, or an earlier findings report (replaced).")
+@click.option("--max-people", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Analyse at most this many people (in file order).")
+@click.option("--occlusion-people", type=click.IntRange(min=0), default=20, show_default=True,
+              help="People for the costly occlusion and randomisation parts (0: skip them); about 10 s "
+                   "each for the default model, minutes each for TP-H models.")
+@model_options
+def findings(coco, images, synthetic, seed, out, model_name, weights, max_people, occlusion_people, flip):
+    """Measure the TransPose paper's claims over many people: OUT/report.md, report.html, figures/, findings.json."""
+    from ..analysis.findings import check_report_dir, read_people, synthetic_findings
+    from ..analysis.findings import findings as run
+    from ..api import load
+    if synthetic is not None and (coco or images):
+        raise click.UsageError("give --coco ANN --images DIR or --synthetic N, not both")
+    if synthetic is None and (not coco or not images):
+        raise click.UsageError("give --coco ANN --images DIR (both) or --synthetic N")
+    if synthetic is None:
+        read_people(coco, images, 1)          # a missing file or a bad annotation file fails before loading
+    check_report_dir(out)
+    pm = load(model_name, weights)
+    kwargs = dict(max_people=max_people, occlusion_people=occlusion_people, flip=flip, seed=seed,
+                  progress=_progress(), command=_command_line())
+    if synthetic is not None:
+        result = synthetic_findings(pm, synthetic, out, **kwargs)
+    else:
+        result = run(pm, coco, images, out, **kwargs)
+    for c in result.claims:
+        value = "n/a" if c.value is None or c.value != c.value else f"{c.value:.3g}"
+        click.echo(f"{c.id:<36} {value:>8}  {c.verdict}", err=True)
+    click.echo(str(Path(out) / "report.md"))

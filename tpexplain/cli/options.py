@@ -1,0 +1,112 @@
+"""The options several commands share, declared once, and the parsers of their values.
+
+Nothing here imports torch or matplotlib at module level: `tpexplain --help` must stay fast.
+"""
+from __future__ import annotations
+
+import click
+
+# --------------------------------------------------------------------------------------------- options
+
+model = click.option("--model", "model_name", default="default", show_default=True,
+                     help="Zoo name (`tpexplain models`).")
+weights = click.option("--weights", default=None, type=click.Path(),
+                       help="Checkpoint file (default: the zoo's; 'random' for seeded random weights).")
+flip = click.option("--flip/--no-flip", default=True, show_default=True,
+                    help="Flip test: average with the mirrored input's heatmaps.")
+
+
+def _check_box(ctx, param, value: str | None) -> str | None:
+    """Fail on a malformed box at parse time; whether it overlaps the image is checked once it is read."""
+    if value is not None:
+        from ..io import parse_bbox
+        try:
+            parse_bbox(value)
+        except ValueError:
+            raise click.BadParameter(f"expected four numbers x,y,w,h with a positive width and height, "
+                                     f"got '{value}'") from None
+    return value
+
+
+bbox = click.option("--bbox", default=None, metavar="X,Y,W,H", callback=_check_box,
+                    help="Person box in image pixels (default: whole image).")
+out_file = click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+                        help="Output file (default: derived from the image name, in the current folder).")
+
+
+def model_options(f):
+    """--model, --weights and --flip/--no-flip: every command that runs a model."""
+    return model(weights(flip(f)))
+
+
+def figure_options(f):
+    """The model options plus --bbox and -o: every command that explains one person in one image."""
+    return model_options(bbox(out_file(f)))
+
+
+def box_option(name: str, help: str):
+    """An X,Y,W,H option checked like --bbox (e.g. occlusion's --region)."""
+    return click.option(name, default=None, metavar="X,Y,W,H", callback=_check_box, help=help)
+
+
+# --------------------------------------------------------------------------------------------- parsers
+
+def keypoint_set(model_name: str):
+    """The keypoints `model_name` predicts (COCO's 17, MPII's 16, ...), read without loading weights."""
+    from ..keypoints import keypoint_set as named_set
+    from ..zoo import keypoint_names
+    return named_set(keypoint_names(model_name))
+
+
+def parse_keypoints(text: str, model_name: str, option: str = "--keypoint") -> list[str]:
+    """'all' or a comma list of the model's keypoint names → canonical names.
+
+    An empty list is a usage error; a name the model does not predict fails like an unknown model does
+    (ValueError, with suggestions).
+    """
+    names = keypoint_set(model_name).parse(text)
+    if not names:
+        raise click.BadParameter("empty: give a keypoint name, a comma list, or all", param_hint=f"'{option}'")
+    return names
+
+
+def keypoint_tag(keypoints: list[str], model_name: str) -> str:
+    """The keypoints' part of a default output name: 'all' for every keypoint of the model."""
+    return "all" if set(keypoints) == set(keypoint_set(model_name).names) else "-".join(keypoints)
+
+
+def parse_layers(text: str, num_layers: int, option: str = "--layer") -> list[int]:
+    """'last', 'all', or 1-based layer numbers separated by commas → 0-based indices.
+
+    Text that is not a layer list is a usage error; a layer the model does not have is a ValueError.
+    """
+    t = text.strip().lower()
+    if t == "last":
+        return [num_layers - 1]
+    if t == "all":
+        return list(range(num_layers))
+    out = []
+    for part in t.split(","):
+        try:
+            n = int(part)
+        except ValueError:
+            raise click.BadParameter(f"'{text}': use 1..{num_layers}, last or all", param_hint=f"'{option}'") \
+                from None
+        if not 1 <= n <= num_layers:
+            raise ValueError(f"{option} {n} out of range: the model has {num_layers} encoder layers (1..{num_layers})")
+        out.append(n - 1)
+    return out
+
+
+def prepare(image: str, model_name: str, weights: str | None, bbox: str | None, out: str | None,
+            default_out: str):
+    """Check the output path and read the image (cheap, so first), then load the model.
+
+    Returns (pose_model, image, box, out_path).
+    """
+    from ..api import load
+    from ..io import check_writable, parse_bbox, read_image
+    out_path = check_writable(out or default_out)
+    img = read_image(image)
+    box = parse_bbox(bbox, img.shape) if bbox else None
+    return load(model_name, weights), img, box, out_path

@@ -1,0 +1,75 @@
+"""`tpexplain synth`, `train` and `eval`: synthetic data, training a zoo architecture, COCO keypoint AP."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import model_options
+
+
+@click.command()
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--max-people", type=click.IntRange(1, 8), default=3, show_default=True)
+def synth(n, seed, out, max_people):
+    """Generate synthetic people in COCO person-keypoints format (OUT/images, OUT/annotations.json)."""
+    from ..training.synth import make_dataset
+    click.echo(str(make_dataset(out, n, seed, max_people=max_people)))
+
+
+@click.command()
+@click.option("--model", "model_name", default="default", show_default=True, help="Zoo architecture to train.")
+@click.option("--coco", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="COCO person-keypoints file (default: synthetic people generated on the fly).")
+@click.option("--images", default=None, type=click.Path(exists=True, file_okay=False))
+@click.option("--iters", type=click.IntRange(min=1), default=4000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="runs/default", show_default=True)
+@click.option("--export", type=click.Path(dir_okay=False), default=None,
+              help="Also write the weights alone here at every checkpoint (e.g. models/default.pth).")
+@click.option("--save-every", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pth.")
+@click.option("--bf16/--no-bf16", default=None,
+              help="bfloat16 autocast for the forward pass (default: on exactly when the CPU has native "
+                   "bfloat16, AVX512-BF16 or AMX, where it is ~1.6x faster; emulated elsewhere, ~10x slower).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads (default: all cores; 1 is faster on a machine busy with other work).")
+def train(model_name, coco, images, iters, batch_size, lr, warmup, seed, workers, out, export, save_every, resume,
+          bf16, threads):
+    """Train a model (default: the bundled default model's recipe on synthetic people)."""
+    from ..training.train import train as run
+    if coco and not images:
+        raise click.UsageError("--coco needs --images")
+    run(model_name, out, iters, batch_size, lr, warmup, seed, workers, coco, images, resume, save_every, export,
+        threads=threads, bf16=bf16)
+
+
+@click.command("eval")
+@click.option("--coco", required=True, type=click.Path(), help="COCO person-keypoints annotation file.")
+@click.option("--images", required=True, type=click.Path(), help="Folder of the annotated images.")
+@model_options
+@click.option("--per-keypoint", is_flag=True,
+              help="Also print, per keypoint type, the mean OKS of visible and occluded labels and the "
+                   "left/right swap rate.")
+def evaluate(coco, images, model_name, weights, flip, per_keypoint):
+    """COCO keypoint AP with ground-truth boxes; the last line is AP=<value>."""
+    from ..api import load
+    from ..training.evaluate import breakdown_table
+    from ..training.evaluate import evaluate as run
+    # pycocotools' own message for a missing file is a bare errno; check before the model loads
+    for p, what in ((coco, "annotation file"), (images, "image folder")):
+        if not Path(p).exists():
+            raise ValueError(f"{what} not found: {p}")
+    m = run(load(model_name, weights), coco, images, flip=flip)
+    click.echo(m["summary"])
+    if per_keypoint and "per_keypoint" in m:
+        click.echo(breakdown_table(m["per_keypoint"]))
+    click.echo(f"PCK@{0.1:g} visible={m['PCK_visible']:.4f} ({m['num_visible']})  "
+               f"occluded={m['PCK_occluded']:.4f} ({m['num_occluded']})")
+    click.echo(f"AP={m['AP']:.4f}")
