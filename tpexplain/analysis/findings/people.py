@@ -1,0 +1,77 @@
+"""The people the findings measure: annotated people of a COCO keypoints file, or generated synthetic ones."""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...io import read_image
+from ...keypoints import COCO_KEYPOINTS
+
+
+@dataclass
+class Person:
+    """One annotated person: where the image is, its ground-truth box and keypoints (17, 3) [x, y, v]."""
+
+    image: Path
+    image_id: int
+    annotation_id: int
+    bbox: tuple[float, float, float, float]
+    keypoints: np.ndarray
+
+
+def read_people(annotations: str | Path, images: str | Path, max_people: int | None = None) -> list[Person]:
+    """People with labelled keypoints in a COCO person-keypoints file (crowd and tiny boxes left out), in
+    file order, at most `max_people`."""
+    from pycocotools.coco import COCO
+    ann_path, image_dir = Path(annotations), Path(images)
+    if not ann_path.is_file():
+        raise ValueError(f"annotation file not found: {ann_path}")
+    if not image_dir.is_dir():
+        raise ValueError(f"image folder not found: {image_dir}")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):     # pycocotools narrates its loading on stdout
+            coco = COCO(str(ann_path))
+    except (ValueError, UnicodeDecodeError) as exc:         # json's errors are ValueErrors
+        raise ValueError(f"{ann_path} is not a JSON file: {exc}") from None
+    except (AssertionError, KeyError, TypeError):
+        coco = None
+    if coco is None or not isinstance(coco.dataset.get("images"), list) \
+            or not isinstance(coco.dataset.get("annotations"), list):
+        raise ValueError(f"{ann_path} is not a COCO annotation file (needs 'images' and 'annotations' lists)")
+    files = {image_id: im.get("file_name") for image_id, im in coco.imgs.items()}
+    people = []
+    for a in coco.loadAnns(coco.getAnnIds()):               # every annotation, in the file's order
+        try:
+            kp = np.asarray(a["keypoints"], np.float64).reshape(-1, 3)
+            box = tuple(float(v) for v in a["bbox"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if a.get("iscrowd", 0) or len(kp) != len(COCO_KEYPOINTS) or not (kp[:, 2] > 0).any():
+            continue
+        if len(box) != 4 or box[2] <= 1 or box[3] <= 1 or files.get(a.get("image_id")) is None:
+            continue
+        people.append(Person(image_dir / files[a["image_id"]], int(a["image_id"]), int(a["id"]), box, kp))
+        if max_people is not None and len(people) >= max_people:
+            break
+    if not people:
+        raise ValueError(f"no person with keypoints in {ann_path}")
+    return people
+
+
+def make_synthetic_people(folder: str | Path, n: int, seed: int = 0) -> tuple[Path, Path]:
+    """Render `n` images of synthetic people (tpexplain.training.synth) into `folder`; returns the COCO
+    annotation file and the image folder, for `read_people`. The same n and seed give the same images."""
+    from ...training import synth   # same layer as analysis: imported only when synthetic people are asked for
+    return Path(synth.make_dataset(folder, n, seed)), Path(folder) / "images"
+
+
+def load_image(path: Path, cache: dict) -> np.ndarray:
+    """The RGB image at `path`, keeping only the last one read (people come in file order, grouped by image)."""
+    if path not in cache:
+        cache.clear()
+        cache[path] = read_image(path)
+    return cache[path]
