@@ -113,6 +113,7 @@ def missing_weights_message(name: str) -> str:
     elif e.get("url"):
         how = f"`tpexplain download {name}`"
     else:
-        how = f"get {e.get('checkpoint')} by hand ({e.get('source', 'see docs/model_zoo.md')})"
+        where = e.get("weights_page") or e.get("source", "see docs/model_zoo.md")
+        how = f"get {e.get('checkpoint')} by hand ({where})"
     return (f"no weights for '{name}': {how}, put {e.get('checkpoint')} in {checkpoints_dir()}, "
             f"or pass --weights FILE")
