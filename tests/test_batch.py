@@ -1,5 +1,6 @@
 """`tpexplain batch`: one figure per annotated person, resumable, a bad image is reported and skipped."""
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -8,8 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tpexplain.batch import (FigureOptions, Item, Progress, coco_items, folder_items, gallery_html,
-                             read_manifest, run_batch)
+from tpexplain.batch import FigureOptions, Item, coco_items, folder_items, gallery_html, read_manifest, run_batch
 from tpexplain.cli import main
 
 TPEXPLAIN = str(Path(sys.executable).parent / "tpexplain")
@@ -25,11 +25,21 @@ def small_weights(tmp_path_factory) -> Path:
     return path
 
 
-def test_coco_items_are_the_annotated_people(coco_dir):
+def test_coco_items_are_the_annotated_people(coco_dir, tmp_path, capsys):
     items = coco_items(coco_dir / "test_coco.json", coco_dir)
     assert len(items) == 12                          # 14 annotations, 2 with num_keypoints == 0
     assert len({it.key for it in items}) == 12
     assert all(it.bbox and it.person.startswith("ann") for it in items)
+    data = json.loads((coco_dir / "test_coco.json").read_text())
+    wanted = [f"ann{a['id']}" for a in data["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]]
+    assert [it.person for it in items] == wanted     # in the file's order
+    assert capsys.readouterr().out == ""             # pycocotools' narration kept off stdout
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"not a COCO annotation file: .*bad\.json"):
+        coco_items(tmp_path / "bad.json", coco_dir)
+    (tmp_path / "no_images.json").write_text(json.dumps({"annotations": data["annotations"]}))
+    with pytest.raises(ValueError, match=r"not a COCO annotation file: .*no_images\.json \('images'\)"):
+        coco_items(tmp_path / "no_images.json", coco_dir)
 
 
 def test_coco_batch_makes_a_figure_per_person_and_a_rerun_does_no_work(coco_dir, small_weights, tmp_path):
@@ -59,7 +69,11 @@ def test_coco_batch_makes_a_figure_per_person_and_a_rerun_does_no_work(coco_dir,
     assert not [p for p in out.iterdir() if p.name.startswith(".")]           # no temporaries left
 
 
-def test_folder_batch_reports_a_corrupt_image_and_makes_the_others(coco_dir, small_weights, tmp_path):
+def _messages(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("tpexplain")]
+
+
+def test_folder_batch_reports_a_corrupt_image_and_makes_the_others(coco_dir, small_weights, tmp_path, caplog):
     images = tmp_path / "images"
     images.mkdir()
     for name in ("000000000785.jpg", "000000040083.jpg"):
@@ -72,6 +86,11 @@ def test_folder_batch_reports_a_corrupt_image_and_makes_the_others(coco_dir, sma
     assert result.exit_code == 1, result.output
     assert "broken.jpg" in result.output and "cannot decode" in result.output
     assert "2 figures made" in result.output and "1 failed" in result.output
+    # progress through tpexplain.progress: not a terminal, so log lines; the last one counts all and the failure
+    progress_lines = [m for m in _messages(caplog) if m.startswith("batch: ")]
+    assert progress_lines and progress_lines[-1].startswith("batch: 3/3 persons, ")
+    assert progress_lines[-1].endswith(", 1 failed") and progress_lines[-1] in result.output
+    assert any(m.startswith("failed: ") and "broken.jpg" in m for m in _messages(caplog))
     assert sorted(p.name for p in out.glob("*.png")) == ["000000000785_attention.png", "000000040083_attention.png"]
     rows = {Path(r["input"]).name: r for r in read_manifest(out / "manifest.jsonl")}
     assert rows["broken.jpg"]["status"] == "failed" and "cannot decode" in rows["broken.jpg"]["error"]
@@ -85,12 +104,16 @@ def test_folder_batch_reports_a_corrupt_image_and_makes_the_others(coco_dir, sma
     assert (out / "broken_attention.png").is_file()
 
 
-def test_changed_options_redo_and_interrupted_output_is_not_complete(coco_dir, small_weights, tmp_path):
+def test_changed_options_redo_and_interrupted_output_is_not_complete(coco_dir, small_weights, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="tpexplain")
     items = [Item(str(coco_dir / "000000000785.jpg"), "box0", (280.79, 44.73, 218.7, 346.68))]
     out = tmp_path / "o"
     opts = FigureOptions(keypoints=("l_ankle",), dpi=40)
-    s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts, progress=False)
+    s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts)
     assert (s.made, s.skipped, s.failed) == (1, 0, 0)
+    lines = [m for m in _messages(caplog) if m.startswith("batch: ")]
+    assert len(lines) == 1 and lines[0].startswith("batch: 1/1 persons, ") and "failed" not in lines[0]
+    caplog.clear()
     figure = out / "000000000785_box0_attention.png"
     # a file without its manifest row (killed between the write and the record) is redone
     (out / "manifest.jsonl").write_text("")
@@ -107,6 +130,8 @@ def test_changed_options_redo_and_interrupted_output_is_not_complete(coco_dir, s
     s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts2, progress=False)
     assert (s.made, s.skipped) == (0, 1)
     assert not (out / ".000000000785_box0_attention.abcd1234.png").exists()
+    assert not [m for m in _messages(caplog) if m.startswith("batch: ")]        # progress=False: no progress
+    assert f"1 figure already complete in {out}: skipped" in _messages(caplog)
 
 
 def test_boxes_file_and_input_errors(coco_dir, tmp_path):
@@ -123,7 +148,7 @@ def test_boxes_file_and_input_errors(coco_dir, tmp_path):
     assert result.exit_code != 0 and "FOLDER or --coco" in result.output
     result = CliRunner().invoke(main, ["batch", str(coco_dir), "--out", str(tmp_path / "y"), "-k", "l_ankel",
                                        "--weights", "random"])
-    assert result.exit_code == 1 and "l_ankle" in result.output
+    assert result.exit_code != 0 and "did you mean l_ankle" in result.output
 
 
 def test_same_stem_images_get_distinct_outputs(tmp_path):
@@ -133,15 +158,14 @@ def test_same_stem_images_get_distinct_outputs(tmp_path):
     assert keys == ["a_jpg", "a_png"]
 
 
-def test_progress_bar_shows_rate_and_eta():
-    import io
-    stream = io.StringIO()
-    bar = Progress(4, stream=stream)
-    bar.update()
-    bar.update(failed=1)
-    bar.update(2)
-    text = stream.getvalue()
-    assert "4/4 persons" in text and "persons/s" in text and "ETA" in text and "1 failed" in text
+def test_keypoints_all_is_the_models_own_set():
+    from tpexplain.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS
+    assert FigureOptions().for_model("default").keypoints == COCO_KEYPOINTS
+    assert FigureOptions().for_model("tokenpose-l-d6").keypoints == MPII_KEYPOINTS   # MPII's 16, no weights read
+    assert FigureOptions(keypoints="pelvis,left_wrist").for_model("tokenpose-l-d6").keypoints == ("pelvis", "l_wrist")
+    assert FigureOptions().for_model("default").signature("layers")["keypoints"] == list(COCO_KEYPOINTS)
+    with pytest.raises(ValueError, match="unknown keypoint 'pelvis'"):
+        FigureOptions(keypoints="pelvis").for_model("default")
 
 
 def test_gallery_escapes_and_lists_failures():

@@ -1,0 +1,103 @@
+"""The batch manifest (JSON lines, one row per output) and resuming: which outputs are already complete."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from .inputs import Item
+from .options import FigureOptions
+
+MANIFEST = "manifest.jsonl"
+
+
+def output_name(item: Item, kind: str, options: FigureOptions) -> str:
+    """The file name of one person's figure of one kind."""
+    return f"{item.key}_{kind}.{options.format}"
+
+
+def person_rows(item: Item, kinds: list[str], options: FigureOptions, error: str | None = None) -> list[dict]:
+    """One manifest row per figure kind for `item`, marked failed until its figure is made."""
+    return [{"input": item.image, "person": item.person, "bbox": list(item.bbox) if item.bbox else None,
+             "figure": kind, "output": output_name(item, kind, options), "status": "failed",
+             "options": options.signature(kind), "keypoints": None, "error": error,
+             "timings": {}} for kind in kinds]
+
+
+def append_rows(path: Path, rows: list[dict], model: str, weights: str | None, checkpoint: str) -> None:
+    """Add rows (with the model that made them) to the manifest, on disk before returning."""
+    with open(path, "a") as fh:
+        for r in rows:
+            r["model"], r["weights"], r["checkpoint"] = model, weights, checkpoint
+            fh.write(json.dumps(r) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    """The rows of a manifest; a line cut short by an interrupted run is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "output" in row:
+            rows.append(row)
+    return rows
+
+
+def latest(rows: Iterable[dict]) -> dict[str, dict]:
+    """The last row of each output (a re-run appends; the newest row is the truth)."""
+    return {r["output"]: r for r in rows}
+
+
+def compacted(path: Path) -> list[dict]:
+    """The latest row per output, sorted by input, person and output."""
+    return sorted(latest(read_manifest(path)).values(), key=lambda r: (r["input"], r["person"], r["output"]))
+
+
+def is_complete(row: dict | None, out_dir: Path, signature: dict, model: str, checkpoint: str) -> bool:
+    """Whether an output needs no work: written (atomically, so whole) and recorded ok with these options
+    by this model with these very weights."""
+    return (row is not None and row.get("status") == "ok" and row.get("options") == signature
+            and row.get("model") == model and row.get("checkpoint") == checkpoint
+            and (out_dir / row["output"]).is_file())
+
+
+def checkpoint_fingerprint(model_name: str, weights: str | None) -> str:
+    """A short hash of the checkpoint's bytes: figures from other weights (a retrained model) are redone."""
+    import hashlib
+    if weights == "random":
+        return "random"
+    if weights is None:
+        from .. import zoo
+        path = zoo.checkpoint_path(model_name)
+        if path is None:
+            return "missing"
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            return "missing"
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def clean_stale_temporaries(out_dir: Path, names: set[str]) -> None:
+    """Delete the temporaries of `names` that a writer killed mid-write left behind."""
+    # tpexplain.io.atomic_path writes to a hidden temporary beside the output: .<stem>.<random 8><suffix>
+    for p in out_dir.glob(".*"):
+        m = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}(\.\w+)", p.name)
+        if m and m.group(1) + m.group(2) in names:
+            try:
+                p.unlink()
+            except OSError:
+                pass
