@@ -48,8 +48,7 @@ def main() -> None:
     from captum.attr import Occlusion
 
     import tpexplain as tpx
-    from tpexplain.analysis.occlusion import SensitivityMap, crop_fill, window_starts
-    from tpexplain.analysis.sweep import occlude, sweep
+    from tpexplain.analysis.sensitivity import SensitivityMap, crop_fill, occlude, sweep, window_starts
 
     pm = tpx.load(args.model, weights="random")
     model = pm.model

@@ -137,10 +137,12 @@ def test_layer_study_outputs(tiny_ex, tmp_path):
         [("l_wrist", 1), ("l_wrist", 2), ("r_ankle", 1), ("r_ankle", 2)]
     table = study.table().splitlines()
     assert len(table) == 5 and "entropy" in table[0]
-    study.to_csv(tmp_path / "m.csv")
-    lines = (tmp_path / "m.csv").read_text().splitlines()
+    text = study.to_csv(tmp_path / "m.csv")
+    assert (tmp_path / "m.csv").read_bytes() == text.encode() and text.endswith("\r\n")
+    lines = text.splitlines()
     assert lines[0].startswith("keypoint,layer,entropy") and len(lines) == 5
-    data = json.loads(study.to_json(tmp_path / "m.json").read_text())
+    data = json.loads(study.to_json(tmp_path / "m.json"))
+    assert (tmp_path / "m.json").read_text() == study.to_json()
     assert data["metrics"] == json.loads(json.dumps(study.metrics))
     assert study._repr_png_()[:4] == b"\x89PNG"
     plt.close("all")

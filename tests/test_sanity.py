@@ -5,7 +5,8 @@ import torch
 
 import tpexplain
 from tpexplain.analysis.sanity import (attention_occlusion_agreement, cascading_randomisation, encoder_layers,
-                                       model_randomisation, reinitialise, spearman, ssim)
+                                       model_randomisation, reinitialise, ssim)
+from tpexplain.analysis.stats import spearman
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ Modes:
 - "qk":    the layer's own queries, keys and softmax scale (O(N·d) memory, not O(N²)); the forward keeps the
            fused kernel, and any row, column or full map is evaluated exactly on demand. The right
            mode for 3072-token models and for batches.
-Our models compute attention through `tpexplain.models.attention.attend`; for any other model, every
+Our models compute attention through `tpexplain.models.layers.attend`; for any other model, every
 `nn.MultiheadAttention` is recorded through a pre-hook that asks it for per-head weights. Nothing stays
 attached after the `with` block.
 """
@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .models.attention import RecordableAttention, explicit_attention, fused_attention
+from .models.layers import RecordableAttention, explicit_attention, fused_attention
 
 MODES = ("full", "mean", "qk")
 

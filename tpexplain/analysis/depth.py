@@ -11,18 +11,15 @@ the visual tokens, renormalised to sum 1; special tokens such as TokenPose's key
 """
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import figures
 from ..explanation import Explanation
-from ..io import atomic_path, write_text_atomic
 from ..layout import TokenLayout
+from .results import Result
 
 METRIC_KEYS = ("keypoint", "layer", "entropy", "entropy_max", "distance_px", "distance_body", "mass_within",
                "radius_px")
@@ -120,8 +117,11 @@ def layer_metrics(ex: Explanation, keypoint: str | int, head: int | None = None,
 
 
 @dataclass
-class LayerStudy(figures.Displayable):
-    """Dependency maps of some keypoints at every layer, with the per-layer metrics."""
+class LayerStudy(Result):
+    """Dependency maps of some keypoints at every layer, with the per-layer metrics.
+
+    `to_json` writes `summary()`; `to_csv` one row per keypoint and layer, the columns of METRIC_KEYS.
+    """
 
     explanation: Explanation = field(repr=False)
     keypoints: list[str]
@@ -140,14 +140,8 @@ class LayerStudy(figures.Displayable):
                          f"{r['radius_px']:>6.1f}")
         return "\n".join(lines)
 
-    def to_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(METRIC_KEYS))
-            w.writeheader()
-            for r in self.metrics:
-                w.writerow({k: r[k] for k in METRIC_KEYS})
-        return path
+    def csv_rows(self) -> tuple[list[str], list[list]]:
+        return list(METRIC_KEYS), [[r[k] for k in METRIC_KEYS] for r in self.metrics]
 
     def summary(self) -> dict:
         ex = self.explanation
@@ -157,11 +151,6 @@ class LayerStudy(figures.Displayable):
                 "person_size_px": self.person_size_px,
                 "person_size_rule": "diagonal of the predicted keypoints' box, crop pixels",
                 "metrics": self.metrics}
-
-    def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        write_text_atomic(path, json.dumps(self.summary(), indent=1))
-        return path
 
     def figure(self, where: str = "crop"):
         """The maps (a row per layer, a column per keypoint; one keypoint: the layers side by side) over
@@ -202,7 +191,6 @@ class LayerStudy(figures.Displayable):
             ax.set_xticks(layers)
             ax.tick_params(labelsize=7)
         axes[0].legend(fontsize=6, ncol=2 if len(self.keypoints) > 6 else 1)
-
 
 
 def layer_study(ex: Explanation, keypoints: str | int | list, head: int | None = None,

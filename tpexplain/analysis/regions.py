@@ -4,12 +4,13 @@ Relative to a keypoint k, every visual token gets exactly one region, taken in t
 (the first that claims a token keeps it, so the shares of a map over the regions sum to 1):
 
     own        within r of k's predicted location
-    symmetric  within r of k's mirror joint (l_ankle ↔ r_ankle; empty for the nose)
-    adjacent   within r of a joint joined to k by a bone of the COCO skeleton
-    head       within r of a head keypoint (nose, eyes, ears)
+    symmetric  within r of k's mirror joint (l_ankle ↔ r_ankle; empty for a joint on the midline)
+    adjacent   within r of a joint joined to k by a bone of the skeleton
+    head       within r of a head keypoint (COCO: nose, eyes, ears; MPII: upper neck, head top)
     person     within r of any joint or bone, or inside the torso (shoulders-hips quadrilateral)
     background everything else
 
+Mirror joints, bones and head keypoints are the model's keypoint set's (`Explanation.keypoint_set`).
 A token belongs to a disc when its centre does. r defaults to `depth.default_radius` (a tenth of the
 person's size, at least one token stride), the same radius the depth metrics use.
 """
@@ -19,16 +20,23 @@ import cv2
 import numpy as np
 
 from ..explanation import Explanation
-from ..keypoints import COCO_KEYPOINTS, HEAD, SKELETON, flip_index
+from ..keypoints import SKELETON, KeypointSet
 from .depth import default_radius, token_centers
 
 REGIONS = ("own", "symmetric", "adjacent", "head", "person", "background")
-TORSO = (5, 6, 12, 11)   # l_shoulder, r_shoulder, r_hip, l_hip: a polygon in drawing order
+TORSO_OUTLINE = ("l_shoulder", "r_shoulder", "r_hip", "l_hip")   # a polygon in drawing order
 
 
-def neighbours(k: int) -> list[int]:
-    """Joints joined to keypoint k by a bone."""
-    return sorted({b if a == k else a for a, b in SKELETON if k in (a, b)})
+def neighbours(k: int, skeleton: tuple[tuple[int, int], ...] = SKELETON) -> list[int]:
+    """Joints joined to keypoint k by a bone of `skeleton` (COCO's by default)."""
+    return sorted({b if a == k else a for a, b in skeleton if k in (a, b)})
+
+
+def torso_outline(keypoints: KeypointSet) -> tuple[int, ...]:
+    """Indices of the shoulders and hips in polygon order (COCO: 5, 6, 12, 11), or () if the set lacks one."""
+    if not all(n in keypoints.names for n in TORSO_OUTLINE):
+        return ()
+    return tuple(keypoints.names.index(n) for n in TORSO_OUTLINE)
 
 
 def _segment_distance(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -41,9 +49,10 @@ def _segment_distance(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarr
 def region_masks(ex: Explanation, keypoint: str | int, radius: float | None = None) -> dict[str, np.ndarray]:
     """Disjoint boolean masks (gh, gw) on the token grid for own, symmetric, adjacent, head, person and
     background, relative to `keypoint` (see the module docstring for the rule)."""
-    if tuple(ex.keypoint_names) != COCO_KEYPOINTS:
-        raise ValueError(f"body regions need the 17 COCO keypoints; {ex.model_name} predicts "
-                         f"{len(ex.keypoint_names)} others")
+    ks = ex.keypoint_set
+    if not ks.skeleton:
+        raise ValueError(f"body regions need a known keypoint set (COCO or MPII); {ex.model_name} predicts "
+                         f"{len(ex.keypoint_names)} other keypoints")
     k = ex.keypoint(keypoint)
     r = default_radius(ex) if radius is None else float(radius)
     if not r > 0:
@@ -59,21 +68,22 @@ def region_masks(ex: Explanation, keypoint: str | int, radius: float | None = No
                 m |= np.hypot(cx - kp[j, 0], cy - kp[j, 1]) <= r
         return m
 
-    mirror = flip_index(k)
+    mirror = ks.flip_index(k)
     person = discs(range(len(kp)))
-    for a, b in SKELETON:
+    for a, b in ks.skeleton:
         if a < len(kp) and b < len(kp):
             person |= _segment_distance(cx, cy, kp[a], kp[b]) <= r
-    if max(TORSO) < len(kp):
-        poly = kp[list(TORSO)].astype(np.float32)
+    torso = torso_outline(ks)
+    if torso and max(torso) < len(kp):
+        poly = kp[list(torso)].astype(np.float32)
         inside = np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0
                            for x, y in zip(cx.ravel(), cy.ravel())]).reshape(cx.shape)
         person |= inside
     candidates = {
         "own": discs([k]),
         "symmetric": discs([mirror]) if mirror != k else np.zeros(ex.layout.grid, bool),
-        "adjacent": discs([j for j in neighbours(k) if j not in (k, mirror)]),
-        "head": discs(HEAD),
+        "adjacent": discs([j for j in neighbours(k, ks.skeleton) if j not in (k, mirror)]),
+        "head": discs(ks.head),
         "person": person,
     }
     taken = np.zeros(ex.layout.grid, bool)

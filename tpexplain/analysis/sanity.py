@@ -21,6 +21,7 @@ from torch import nn
 from ..api import PoseModel
 from ..record import attention_modules
 from .rollout import rollout_rows
+from .stats import spearman
 
 Sample = tuple[np.ndarray, "tuple[float, float, float, float] | None"]   # (RGB image, person box or None)
 MAP_METHODS = ("dependency", "rollout")
@@ -28,30 +29,6 @@ MAP_METHODS = ("dependency", "rollout")
 
 # ---------------------------------------------------------------------------------------------------
 # Similarity of two maps
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean of their positions), as Spearman's rho needs."""
-    x = np.asarray(x, np.float64).reshape(-1)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), np.float64)
-    ranks[order] = np.arange(len(x), dtype=np.float64)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.zeros(len(counts))
-    np.add.at(sums, inverse, ranks)
-    return (sums / counts)[inverse]
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps of the same shape; 1.0 exactly for equal maps, nan if constant."""
-    a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
-    if a.shape != b.shape:
-        raise ValueError(f"maps differ in size: {a.size} vs {b.size}")
-    if np.array_equal(a, b):
-        return 1.0 if np.ptp(a) > 0 else float("nan")
-    ra, rb = _ranks(a) - (len(a) - 1) / 2, _ranks(b) - (len(b) - 1) / 2
-    den = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
-    return float(np.clip((ra * rb).sum() / den, -1, 1)) if den > 0 else float("nan")
-
 
 def ssim(a: np.ndarray, b: np.ndarray, window: int = 5) -> float:
     """Structural similarity of two 2-D maps, each min-max scaled to [0, 1] first (maps are compared by
@@ -256,7 +233,7 @@ def attention_occlusion_agreement(pose_model: PoseModel, image: np.ndarray, bbox
     One dict per keypoint (keypoint, dependency, first_layer, rollout); a keypoint whose heatmap no window
     changed has no ranking to compare and is left out.
     """
-    from .occlusion import occlusion_sensitivity
+    from .sensitivity import occlusion_sensitivity
     names = list(keypoints) if keypoints is not None else list(pose_model.keypoint_names)
     sens = occlusion_sensitivity(pose_model, image, bbox=bbox, window=window, stride=stride, fill=fill,
                                  keypoints=names)

@@ -16,7 +16,7 @@ the visual tokens only, and re-added before every layer but the first of each tr
 TokenPose-S scales attention by dim^-0.5 (it never passes `scale_with_head`), the others by head_dim^-0.5.
 
 Attention capture: every layer's `Attention` computes softmax(q kᵀ · scale) through
-`tpexplain.models.attention.attend` (the shared recording point), so `tpexplain.record` sees the full
+`tpexplain.models.layers.attend` (the shared recording point), so `tpexplain.record` sees the full
 (K+N)x(K+N) map. Row k < K is keypoint k's token: its columns K: are the per-keypoint dependency map over the
 token grid, its columns :K the keypoint-to-keypoint attention.
 """
@@ -28,22 +28,23 @@ from torch import nn
 
 from ..keypoints import COCO_KEYPOINTS, FLIP_PAIRS, MPII
 from ..layout import TokenLayout
-from .attention import RecordableAttention, attend
-from .transpose import (_bn, add_hrnet_stages, hrnet_stages_forward,
-                        make_bottlenecks, sine_position_embedding)
+from .layers import (RecordableAttention, add_hrnet_stages, attend, batch_norm, hrnet_stages_forward,
+                     make_bottlenecks, sine_position_embedding)
 
 
+# ---------------------------------------------------------------------------------------------------
+# The HRNet stem of TokenPose-B/L (official HRNET_base: stages 1-3, only the 1/4 branch leaves stage 3)
 
-def _init_linear_and_norm(module: nn.Module) -> None:
-    """The official `_init_weights`: Linear trunc_normal(.02) with zero bias, LayerNorm (1, 0)."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+class HRNetStem(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        add_hrnet_stages(self, width)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return hrnet_stages_forward(self, x)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -118,6 +119,18 @@ class Transformer(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # The core: official TokenPose_TB_base, TokenPose_S_base (resnet_stem=True) and TokenPose_L_base (stages=3)
 
+def _init_linear_and_norm(module: nn.Module) -> None:
+    """The official `_init_weights`: Linear trunc_normal(.02) with zero bias, LayerNorm (1, 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class TokenPoseBase(nn.Module):
     """Patchify `feature` (B, C, H, W), prepend the keypoint tokens, run the transformer(s), predict heatmaps."""
 
@@ -139,9 +152,9 @@ class TokenPoseBase(nn.Module):
         self.dropout = nn.Dropout(emb_dropout)
         if resnet_stem:   # TokenPose-S: its stem's weights live beside the tokens (`features.conv1`, ...)
             self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
-            self.bn1 = _bn(64)
+            self.bn1 = batch_norm(64)
             self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
-            self.bn2 = _bn(64)
+            self.bn2 = batch_norm(64)
             self.layer1 = make_bottlenecks(64, 64, 4)
         args = dict(dim=dim, depth=depth // stages, heads=heads, mlp_dim=mlp_dim, num_keypoints=num_keypoints,
                     scale_with_head=scale_with_head, dropout=dropout)
@@ -180,21 +193,6 @@ class TokenPoseBase(nn.Module):
             outputs.append(x[:, :k])
         heatmaps = self.mlp_head(torch.cat(outputs, dim=2))
         return heatmaps.view(b, k, *self.heatmap_size)
-
-
-# ---------------------------------------------------------------------------------------------------
-# The HRNet stem of TokenPose-B/L (official HRNET_base: stages 1-3, only the 1/4 branch leaves stage 3)
-
-class HRNetStem(nn.Module):
-    def __init__(self, width: int):
-        super().__init__()
-        add_hrnet_stages(self, width)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, std=0.001)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return hrnet_stages_forward(self, x)
 
 
 # ---------------------------------------------------------------------------------------------------

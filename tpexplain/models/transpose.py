@@ -1,37 +1,26 @@
 """TransPose (Yang et al., ICCV 2021): CNN stem → 1x1 reduce → transformer encoder → heatmaps.
 
+    image ─stem (ResNet / HRNet)─▶ features ─1x1 reduce─▶ tokens ─▶ post-norm encoder ─▶ head ─▶ heatmaps
+                                                   (sine position added to Q and K at every layer)
+
 TransPose-R keeps the first two stages of ResNet-50 (stride 8, 32x24 tokens for a 256x192 input) and
 upsamples with one deconvolution; TransPose-H keeps the first three stages of HRNet (stride 4, 64x48
-tokens) and predicts heatmaps with a 1x1 conv. Module and parameter names follow the official code so
-official checkpoints load with `strict=True`.
+tokens) and predicts heatmaps with a 1x1 conv. The stems are in `tpexplain.models.layers`. Module and
+parameter names follow the official code so official checkpoints load with `strict=True`.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..layout import TokenLayout
-from .attention import RecordableAttention, attend
+from .layers import (RecordableAttention, add_hrnet_stages, attend, batch_norm, hrnet_stages_forward,
+                     make_bottlenecks, sine_position_embedding)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Encoder (DETR-style, post-norm; sine position added to Q and K at every layer, never to V)
-
-def sine_position_embedding(h: int, w: int, d_model: int, temperature: float = 10000.0) -> torch.Tensor:
-    """The official fixed 2-D sine embedding, shape (h*w, 1, d_model); y channels first, then x."""
-    half = d_model // 2
-    y = torch.arange(1, h + 1, dtype=torch.float32)[:, None].expand(h, w) / (h + 1e-6) * 2 * math.pi
-    x = torch.arange(1, w + 1, dtype=torch.float32)[None, :].expand(h, w) / (w + 1e-6) * 2 * math.pi
-    dim_t = temperature ** (2 * (torch.arange(half, dtype=torch.float32) // 2) / half)
-    py, px = y[..., None] / dim_t, x[..., None] / dim_t
-    # interleave sin on even channels, cos on odd ones
-    py = torch.stack((py[..., 0::2].sin(), py[..., 1::2].cos()), dim=3).flatten(2)
-    px = torch.stack((px[..., 0::2].sin(), px[..., 1::2].cos()), dim=3).flatten(2)
-    return torch.cat((py, px), dim=2).reshape(h * w, 1, d_model)
-
 
 class MultiheadSelfAttention(RecordableAttention):
     """Self-attention with `nn.MultiheadAttention`'s parameter names (packed in_proj, out_proj)."""
@@ -90,121 +79,6 @@ class TransformerEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------
-# CNN blocks (ResNet v1.5 bottleneck, HRNet basic block and multi-resolution module)
-
-def _bn(c: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, momentum=0.1)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = _bn(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = _bn(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = _bn(planes * 4)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, 1, 1, bias=False)
-        self.bn1 = _bn(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = _bn(planes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + x)
-
-
-def make_bottlenecks(inplanes: int, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
-    downsample = None
-    if stride != 1 or inplanes != planes * 4:
-        downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False), _bn(planes * 4))
-    layers = [Bottleneck(inplanes, planes, stride, downsample)]
-    layers += [Bottleneck(planes * 4, planes) for _ in range(blocks - 1)]
-    return nn.Sequential(*layers)
-
-
-def _conv_bn(cin: int, cout: int, k: int, stride: int, relu: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), _bn(cout)]
-    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
-
-
-class HighResolutionModule(nn.Module):
-    """Parallel branches of basic blocks, then every branch fused into every output resolution."""
-
-    def __init__(self, channels: list[int], blocks: int = 4, multi_scale_output: bool = True):
-        super().__init__()
-        n = len(channels)
-        self.branches = nn.ModuleList(
-            nn.Sequential(*(BasicBlock(c, c) for _ in range(blocks))) for c in channels)
-        fuse = []
-        for i in range(n if multi_scale_output else 1):
-            row: list[nn.Module | None] = []
-            for j in range(n):
-                if j > i:    # lower resolution: 1x1 conv then nearest upsampling
-                    row.append(nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False),
-                                             _bn(channels[i]), nn.Upsample(scale_factor=2 ** (j - i))))
-                elif j == i:
-                    row.append(None)
-                else:        # higher resolution: a chain of strided 3x3 convs
-                    steps = [_conv_bn(channels[j], channels[j], 3, 2, relu=True) for _ in range(i - j - 1)]
-                    steps.append(_conv_bn(channels[j], channels[i], 3, 2, relu=False))
-                    row.append(nn.Sequential(*steps))
-            fuse.append(nn.ModuleList(row))
-        self.fuse_layers = nn.ModuleList(fuse)
-
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        xs = [branch(x) for branch, x in zip(self.branches, xs)]
-        out = []
-        for row in self.fuse_layers:
-            y = 0
-            for j, f in enumerate(row):
-                y = y + (xs[j] if f is None else f(xs[j]))
-            out.append(F.relu(y))
-        return out
-
-
-def add_hrnet_stages(module: nn.Module, width: int) -> None:
-    """Give `module` HRNet's stem and stages 1-3 under the official attribute names (TransPose-H keeps them
-    at the top level, TokenPose-B/L in a submodule); only the stride-4 branch leaves stage 3."""
-    c = [width, width * 2, width * 4]
-    module.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
-    module.bn1 = _bn(64)
-    module.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
-    module.bn2 = _bn(64)
-    module.layer1 = make_bottlenecks(64, 64, 4)
-    module.transition1 = nn.ModuleList([_conv_bn(256, c[0], 3, 1, relu=True),
-                                        nn.Sequential(_conv_bn(256, c[1], 3, 2, relu=True))])
-    module.stage2 = nn.Sequential(HighResolutionModule(c[:2]))
-    module.transition2 = nn.ModuleList([None, None, nn.Sequential(_conv_bn(c[1], c[2], 3, 2, relu=True))])
-    module.stage3 = nn.Sequential(*(HighResolutionModule(c, multi_scale_output=i < 3) for i in range(4)))
-
-
-def hrnet_stages_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The stride-4 features of the stages added by `add_hrnet_stages`."""
-    x = F.relu(module.bn1(module.conv1(x)))
-    x = module.layer1(F.relu(module.bn2(module.conv2(x))))
-    xs = module.stage2([t(x) for t in module.transition1])
-    return module.stage3(xs + [module.transition2[2](xs[-1])])[0]
-
-
-# ---------------------------------------------------------------------------------------------------
 # The two TransPose families
 
 class _TransPoseBase(nn.Module):
@@ -244,14 +118,14 @@ class TransPoseR(_TransPoseBase):
         super().__init__()
         self.num_keypoints = num_keypoints
         self.conv1 = nn.Conv2d(3, stem_channels, 7, 2, 3, bias=False)
-        self.bn1 = _bn(stem_channels)
+        self.bn1 = batch_norm(stem_channels)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.layer1 = make_bottlenecks(stem_channels, planes[0], blocks[0])
         self.layer2 = make_bottlenecks(planes[0] * 4, planes[1], blocks[1], stride=2)
         self.reduce = nn.Conv2d(planes[1] * 4, d_model, 1, bias=False)
         self._init_encoder(image_size, d_model, nhead, dim_feedforward, num_layers, dropout, attn_dropout)
         self.deconv_layers = nn.Sequential(
-            nn.ConvTranspose2d(d_model, deconv_channels, 4, 2, 1, bias=False), _bn(deconv_channels),
+            nn.ConvTranspose2d(d_model, deconv_channels, 4, 2, 1, bias=False), batch_norm(deconv_channels),
             nn.ReLU(inplace=True))
         self.final_layer = nn.Conv2d(deconv_channels, num_keypoints, 1)
         nn.init.normal_(self.final_layer.weight, std=0.001)

@@ -13,7 +13,7 @@ Checkpoints: `ViTPose.adapt_state_dict` drops the stray `backbone.cls_token` som
 Hugging Face `VitPoseForPoseEstimation` names (separate query/key/value, `head.deconv1` …) onto ours.
 
 Attention capture: the fused `qkv` projection is split inside `Attention.forward` and the softmax is computed
-by `tpexplain.models.attention.attend` (the shared recording point), so `tpexplain.record` reads each block's
+by `tpexplain.models.layers.attend` (the shared recording point), so `tpexplain.record` reads each block's
 (192 x 192) patch-to-patch map from inside the block, with no hooks.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 
 from ..keypoints import COCO_KEYPOINTS, FLIP_PAIRS
 from ..layout import TokenLayout
-from .attention import RecordableAttention, attend
+from .layers import RecordableAttention, attend
 
 PATCH, PATCH_PADDING = 16, 2
 

@@ -1,7 +1,8 @@
-"""The occlusion sweep's engine: heatmap values at fixed peaks for many occluded copies of one input.
+"""TransPose's fast occlusion sweep: heatmap values at fixed peaks for many occluded copies of one input.
 
-`sweep` runs the plain batched forward for any model. For TransPose it skips the work that cannot change
-the numbers it reports (measured on TP-R-A4, 1 thread: stem 34% of a forward, encoder 47%, head 14%):
+`tpexplain.analysis.sensitivity` runs the plain batched forward for any model; for TransPose it asks these
+sweepers, which skip the work that cannot change the numbers it reports (measured on TP-R-A4, 1 thread:
+stem 34% of a forward, encoder 47%, head 14%):
 
 - Head at the peaks only. A keypoint's value is its heatmap at one pixel (its clean peak); that pixel
   depends on 2x2 tokens through TP-R's deconvolution (one token for TP-H's 1x1 head), so the head runs on
@@ -15,6 +16,10 @@ the numbers it reports (measured on TP-R-A4, 1 thread: stem 34% of a forward, en
 
 The encoder's other layers mix all tokens and run in full. Everything is exact: results equal the plain
 per-window forward up to float rounding (tests/test_occlusion.py checks it).
+
+A sweeper is built once per input as `sweeper(model, x, peaks, keypoints)` (x the clean (3, H, W) input,
+peaks (K, 2) heatmap x, y, keypoints (K,) indices) and called per batch as `sweeper(occluded, boxes, window)`
+→ (B, K) heatmap values, where `occluded` holds the B copies of x with the windows at `boxes` (y, x) hidden.
 """
 from __future__ import annotations
 
@@ -23,57 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.transpose import Bottleneck, TransformerEncoderLayer, TransPoseH, TransPoseR
+from .layers import Bottleneck, hrnet_stages_forward
+from .transpose import TransformerEncoderLayer, TransPoseH, TransPoseR
 
 
-def occlude(x: torch.Tensor, fill: torch.Tensor, boxes: list[tuple[int, int]], window: int) -> torch.Tensor:
-    """A batch of copies of `x` (3, H, W), copy i with the window at boxes[i] = (y, x) taken from `fill`."""
-    xb = x.unsqueeze(0).repeat(len(boxes), 1, 1, 1)
-    for i, (y, x0) in enumerate(boxes):
-        xb[i, :, y:y + window, x0:x0 + window] = fill[:, y:y + window, x0:x0 + window]
-    return xb
+def transpose_r_sweeper(model: TransPoseR, x: torch.Tensor, peaks: torch.Tensor,
+                        keypoints: torch.Tensor) -> TransPoseRSweep | None:
+    """The fast sweep of a TransPose-R whose stem is ResNet's (the local stem assumes its ops), else None."""
+    return TransPoseRSweep(model, x, peaks, keypoints) if stem_is_resnet(model) else None
 
 
-@torch.no_grad()
-def sweep(model: nn.Module, x: torch.Tensor, fill: torch.Tensor, boxes: list[tuple[int, int]], window: int,
-          keypoints: list[int], batch_size: int = 4, fast: bool = True
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(clean values (K,), peaks (K, 2) heatmap x, y, drops (K, len(boxes))) for the keypoint indices given.
-
-    The value of keypoint k is its heatmap at the clean input's (un-flipped) argmax; a drop is the clean
-    value minus the occluded one.
-    """
-    x, fill = x.float(), fill.float()
-    clean_maps = model(x[None])[0]                         # (J, h, w)
-    k = torch.as_tensor(keypoints, dtype=torch.long)
-    flat = clean_maps.flatten(1)[k].argmax(1)              # (K,)
-    clean = clean_maps.flatten(1)[k, flat]
-    hw = clean_maps.shape[-1]
-    peaks = torch.stack([flat % hw, flat // hw], 1)        # (K, 2) x, y on the heatmap
-    engine = _fast_engine(model, x, peaks, k) if fast else None
-    values = []
-    for i in range(0, len(boxes), batch_size):
-        chunk = boxes[i:i + batch_size]
-        if engine is not None:
-            values.append(engine(x, fill, chunk, window))
-        else:
-            out = model(occlude(x, fill, chunk, window))
-            values.append(out.flatten(2)[:, k, flat])     # (b, K)
-    values = torch.cat(values).T                           # (K, n)
-    return clean.numpy(), peaks.numpy(), (clean[:, None] - values).numpy()
-
-
-def _fast_engine(model: nn.Module, x: torch.Tensor, peaks: torch.Tensor, k: torch.Tensor):
-    if model.training:        # batch-statistics BatchNorm is not local; keep the plain forward
-        return None
-    if type(model) is TransPoseR and _stem_is_resnet(model):
-        return _TransPoseRSweep(model, x, peaks, k)
-    if type(model) is TransPoseH:
-        return _TransPoseHSweep(model, peaks, k)
-    return None
-
-
-def _stem_is_resnet(m: TransPoseR) -> bool:
+def stem_is_resnet(m: TransPoseR) -> bool:
+    """Whether the stem and head are the ops the local stem and the deconvolution at the peaks assume."""
     blocks = list(m.layer1) + list(m.layer2)
     return all(type(b) is Bottleneck for b in blocks) and m.conv1.padding == (3, 3) and \
         type(m.deconv_layers[0]) is nn.ConvTranspose2d and m.deconv_layers[0].stride == (2, 2) and \
@@ -83,8 +49,8 @@ def _stem_is_resnet(m: TransPoseR) -> bool:
 # ---------------------------------------------------------------------------------------------------
 # The encoder's last layer for a few queries, and the heads at the peaks
 
-def _last_layer_at(layer: TransformerEncoderLayer, x: torch.Tensor, pos: torch.Tensor,
-                   rows: torch.Tensor) -> torch.Tensor:
+def last_layer_at(layer: TransformerEncoderLayer, x: torch.Tensor, pos: torch.Tensor,
+                  rows: torch.Tensor) -> torch.Tensor:
     """The post-norm layer's output for the tokens `rows` only (keys and values from all of x)."""
     att = layer.self_attn
     b, n, c = x.shape
@@ -103,40 +69,35 @@ def _last_layer_at(layer: TransformerEncoderLayer, x: torch.Tensor, pos: torch.T
     return layer.norm2(y + layer.linear2(F.relu(layer.linear1(y))))
 
 
-def _encode_last_at(model, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def encode_last_at(model: TransPoseR | TransPoseH, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Encoder output (B, len(rows), C) for the token indices `rows`, from reduced tokens (B, N, C)."""
     pos = model.pos_embedding.transpose(0, 1)
     layers = model.global_encoder.layers
     for layer in layers[:-1]:
         tokens = layer(tokens, pos)
-    return _last_layer_at(layers[-1], tokens, pos, rows)
+    return last_layer_at(layers[-1], tokens, pos, rows)
 
 
-class _TransPoseHSweep:
+class TransPoseHSweep:
     """TP-H: plain stem (HRNet's receptive field covers the crop), last layer and 1x1 head at the peaks."""
 
-    def __init__(self, model: TransPoseH, peaks: torch.Tensor, k: torch.Tensor):
-        self.model, self.k = model, k
+    def __init__(self, model: TransPoseH, x: torch.Tensor, peaks: torch.Tensor, keypoints: torch.Tensor):
+        self.model, self.k = model, keypoints
         gw = model.image_size[1] // model.stride
         self.rows = peaks[:, 1] * gw + peaks[:, 0]           # heatmap = token grid (stride 4)
 
-    def __call__(self, x, fill, boxes, window) -> torch.Tensor:
+    def __call__(self, occluded: torch.Tensor, boxes, window: int) -> torch.Tensor:
         m = self.model
-        f = occlude(x, fill, boxes, window)
-        f = F.relu(m.bn2(m.conv2(F.relu(m.bn1(m.conv1(f))))))
-        f = m.layer1(f)
-        xs = m.stage2([t(f) for t in m.transition1])
-        xs = m.stage3(xs + [m.transition2[2](xs[-1])])
-        r = m.reduce(xs[0])
-        out = _encode_last_at(m, r.flatten(2).transpose(1, 2), self.rows)    # (B, K, C)
-        w = m.final_layer.weight[self.k, :, 0, 0]                           # (K, C)
+        r = m.reduce(hrnet_stages_forward(m, occluded))
+        out = encode_last_at(m, r.flatten(2).transpose(1, 2), self.rows)    # (B, K, C)
+        w = m.final_layer.weight[self.k, :, 0, 0]                          # (K, C)
         return (out * w).sum(-1) + m.final_layer.bias[self.k]
 
 
 # ---------------------------------------------------------------------------------------------------
 # TP-R: the local stem
 
-def _affected(a0: int, a1: int, k: int, s: int, p: int, n: int) -> tuple[int, int]:
+def affected(a0: int, a1: int, k: int, s: int, p: int, n: int) -> tuple[int, int]:
     """Output range of a (k, s, p) window op that reads any of the input positions [a0, a1)."""
     return max(-(-(a0 + p - k + 1) // s), 0), min((a1 - 1 + p) // s + 1, n)
 
@@ -155,13 +116,13 @@ class _Rects:
         self.origin, self.size = origin, size
 
 
-def _windows_to_rects(stages: list[_Stage], boxes, window: int, in_hw: tuple[int, int]):
+def _windows_to_rects(stages: list[_Stage], boxes, window: int, in_hw: tuple[int, int]) -> list[_Rects]:
     """Affected ranges through the stages, then each stage's compute rectangle: the largest affected size
     over the windows, placed at the affected origin but kept inside the map."""
     ranges = [[(max(y, 0), min(y + window, in_hw[0])), (max(x, 0), min(x + window, in_hw[1]))] for y, x in boxes]
     out = []
     for st in stages:
-        ranges = [[_affected(*r[d], st.k, st.s, st.p, st.out_hw[d]) for d in (0, 1)] for r in ranges]
+        ranges = [[affected(*r[d], st.k, st.s, st.p, st.out_hw[d]) for d in (0, 1)] for r in ranges]
         size = tuple(max(r[d][1] - r[d][0] for r in ranges) for d in (0, 1))
         origin = np.array([[min(r[d][0], st.out_hw[d] - size[d]) for d in (0, 1)] for r in ranges])
         out.append(_Rects(origin, size))
@@ -197,12 +158,12 @@ def _valid(origin: np.ndarray, size: tuple[int, int], hw: tuple[int, int]) -> to
     return (vy[:, :, None] * vx[:, None, :])[:, None]
 
 
-class _TransPoseRSweep:
+class TransPoseRSweep:
     """TP-R: local stem, full encoder but the last layer, the last layer and the deconv head at the peaks."""
 
-    def __init__(self, model: TransPoseR, x: torch.Tensor, peaks: torch.Tensor, k: torch.Tensor):
+    def __init__(self, model: TransPoseR, x: torch.Tensor, peaks: torch.Tensor, keypoints: torch.Tensor):
         m = self.model = model
-        self.k = k
+        self.k = keypoints
         # clean features after every stem op; the padded copies carry the ops' own border padding
         f0 = x[None]
         c1 = F.relu(m.bn1(m.conv1(f0)))
@@ -215,8 +176,7 @@ class _TransPoseRSweep:
         self.stages = [_Stage(7, 2, 3, tuple(c1.shape[-2:])), _Stage(3, 2, 1, tuple(mp.shape[-2:]))]
         for blk, f in zip(self.blocks, feats[1:]):
             self.stages.append(_Stage(3, blk.conv2.stride[0], 1, tuple(f.shape[-2:])))
-        self.padded = [F.pad(f0[0], (3,) * 4), F.pad(c1[0], (1,) * 4, value=-float("inf"))] + \
-                      [F.pad(f[0], (1,) * 4) for f in feats[:-1]]
+        self.padded = [F.pad(c1[0], (1,) * 4, value=-float("inf"))] + [F.pad(f[0], (1,) * 4) for f in feats[:-1]]
         self.tokens = m.reduce(feats[-1]).flatten(2).transpose(1, 2)[0]    # (N, C) clean reduced tokens
         self._plan_head(peaks)
 
@@ -242,37 +202,28 @@ class _TransPoseRSweep:
         # ConvTranspose2d(k=4, s=2, p=1): output o = 2i - 1 + tap
         return [((out + 1 - t) // 2, t) for t in range(4) if (out + 1 - t) % 2 == 0]
 
-    def _stem(self, x: torch.Tensor, fill: torch.Tensor, boxes, window: int) -> torch.Tensor:
+    def _stem(self, occluded: torch.Tensor, boxes, window: int) -> torch.Tensor:
         """(B, N, C) reduced tokens of the occluded copies."""
         m = self.model
-        rects = _windows_to_rects(self.stages, boxes, window, tuple(x.shape[-2:]))
+        rects = _windows_to_rects(self.stages, boxes, window, tuple(occluded.shape[-2:]))
         b = len(boxes)
         last = rects[-1].size
         if last[0] * last[1] >= 0.8 * self.stages[-1].out_hw[0] * self.stages[-1].out_hw[1]:
             # the window reaches (nearly) every token: the patching would only add overhead
-            f = m.maxpool(F.relu(m.bn1(m.conv1(occlude(x, fill, boxes, window)))))
+            f = m.maxpool(F.relu(m.bn1(m.conv1(occluded))))
             return m.reduce(m.layer2(m.layer1(f))).flatten(2).transpose(1, 2)
         # conv1 reads the occluded image, with the image's own zero padding
-        r = rects[0]
-        st = self.stages[0]
+        r, st = rects[0], self.stages[0]
         origin = r.origin * st.s - st.p
         size = ((r.size[0] - 1) * st.s + st.k, (r.size[1] - 1) * st.s + st.k)
-        img_p = self.padded[0]
-        fill_p = F.pad(fill, (3,) * 4)
-        patches = []
-        for i, ((oy, ox), (wy, wx)) in enumerate(zip(origin, boxes)):
-            p = img_p[:, oy + 3:oy + 3 + size[0], ox + 3:ox + 3 + size[1]].clone()
-            # the window in padded-image coordinates, clipped to the image, relative to the patch
-            y0, y1 = max(wy, 0, oy), min(wy + window, x.shape[-2], oy + size[0])
-            x0, x1 = max(wx, 0, ox), min(wx + window, x.shape[-1], ox + size[1])
-            if y0 < y1 and x0 < x1:
-                p[:, y0 - oy:y1 - oy, x0 - ox:x1 - ox] = fill_p[:, y0 + 3:y1 + 3, x0 + 3:x1 + 3]
-            patches.append(p)
-        vals = F.relu(m.bn1(F.conv2d(torch.stack(patches), m.conv1.weight, None, 2, 0)))
+        padded = F.pad(occluded, (st.p,) * 4)
+        patches = torch.stack([padded[i, :, oy + st.p:oy + st.p + size[0], ox + st.p:ox + st.p + size[1]]
+                               for i, (oy, ox) in enumerate(origin)])
+        vals = F.relu(m.bn1(F.conv2d(patches, m.conv1.weight, None, st.s, 0)))
         prev = (r, vals)
         # maxpool with -inf padding
-        r, st = rects[1], self.stages[1]
-        patch = _gather(self.padded[1], 1, prev, r.origin * 2 - 1,
+        r = rects[1]
+        patch = _gather(self.padded[0], 1, prev, r.origin * 2 - 1,
                         ((r.size[0] - 1) * 2 + 3, (r.size[1] - 1) * 2 + 3))
         prev = (r, F.max_pool2d(patch, 3, 2, 0))
         for j, blk in enumerate(self.blocks):
@@ -292,7 +243,7 @@ class _TransPoseRSweep:
         in_hw = tuple(self.clean[2 + j].shape[-2:])
         origin = r.origin * s - 1
         size = ((r.size[0] - 1) * s + 3, (r.size[1] - 1) * s + 3)
-        x = _gather(self.padded[2 + j], 1, prev, origin, size)
+        x = _gather(self.padded[1 + j], 1, prev, origin, size)
         # conv2 pads conv1's output with zeros, not conv1 of zeros
         h = F.relu(blk.bn1(blk.conv1(x))) * _valid(origin, size, in_hw)
         h = F.relu(blk.bn2(F.conv2d(h, blk.conv2.weight, None, s, 0)))
@@ -303,10 +254,10 @@ class _TransPoseRSweep:
             F.conv2d(centre, blk.downsample[0].weight))
         return F.relu(h + identity)
 
-    def __call__(self, x, fill, boxes, window) -> torch.Tensor:
+    def __call__(self, occluded: torch.Tensor, boxes, window: int) -> torch.Tensor:
         m = self.model
-        tokens = self._stem(x, fill, boxes, window)
-        enc = _encode_last_at(m, tokens, self.rows)                               # (B, T, C)
+        tokens = self._stem(occluded, boxes, window)
+        enc = encode_last_at(m, tokens, self.rows)                                # (B, T, C)
         feats = enc[:, self.which]                                                # (B, K, 4, Cin)
         h = torch.einsum("bkti,ktio->bko", feats, self.deconv_w)                  # deconv at the peaks
         bn = m.deconv_layers[1]

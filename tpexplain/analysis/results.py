@@ -1,0 +1,45 @@
+"""What every analysis result offers: `figure()`, and its numbers as JSON and CSV text, written atomically.
+
+A result (`LayerStudy`, `OcclusionStudy`, `SensitivityMap`) provides `figure()`, `summary()` (a JSON-ready
+dict) and `csv_rows()` (a header and rows); `to_json(path=None)` and `to_csv(path=None)` always return the
+text, and also write it (atomically) when given a path.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from .. import figures
+from ..io import atomic_path, write_text_atomic
+
+
+class Result(figures.Displayable):
+    """Base of the analysis results: one meaning of `to_json` and `to_csv` everywhere."""
+
+    def summary(self) -> dict:
+        raise NotImplementedError
+
+    def csv_rows(self) -> tuple[list[str], list[list]]:
+        raise NotImplementedError
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The summary as JSON text (indent 1), also written atomically to `path` if given."""
+        text = json.dumps(self.summary(), indent=1)
+        if path is not None:
+            write_text_atomic(path, text)
+        return text
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The rows as CSV text (the csv module's dialect: comma, \\r\\n), also written atomically if given."""
+        header, rows = self.csv_rows()
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(rows)
+        text = buf.getvalue()
+        if path is not None:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(text.encode("utf-8"))   # bytes: the \r\n must not be translated
+        return text
