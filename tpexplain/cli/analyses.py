@@ -6,6 +6,7 @@ print a table, and write nothing unless every output succeeds.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import click
 from .options import box_option, figure_options, keypoint_tag, model_options, parse_keypoints
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+log = logging.getLogger(__name__)
 
 
 def _outputs(out: str | None, default: str) -> tuple[Path, Path, Path]:
@@ -145,19 +147,6 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
     click.echo(str(paths[0]))
 
 
-def _progress():
-    """Progress lines on stderr: at most one every 2 s per stage, plus each stage's last step."""
-    import time
-    last = {"t": 0.0, "stage": None}
-
-    def show(stage: str, done: int, total: int) -> None:
-        now = time.time()
-        if stage != last["stage"] or done >= total or now - last["t"] >= 2.0:
-            click.echo(f"[findings] {stage} {done}/{total}", err=True)
-            last["t"], last["stage"] = now, stage
-    return show
-
-
 def _command_line() -> str | None:
     """The command as typed, for the report (None when not run from a shell, e.g. under a test runner)."""
     script = Path(sys.argv[0])
@@ -193,13 +182,13 @@ def findings(coco, images, synthetic, seed, out, model_name, weights, max_people
         read_people(coco, images, 1)          # a missing file or a bad annotation file fails before loading
     check_report_dir(out)
     pm = load(model_name, weights)
-    kwargs = dict(max_people=max_people, occlusion_people=occlusion_people, flip=flip, seed=seed,
-                  progress=_progress(), command=_command_line())
+    kwargs = {"max_people": max_people, "occlusion_people": occlusion_people, "flip": flip, "seed": seed,
+              "command": _command_line()}
     if synthetic is not None:
         result = synthetic_findings(pm, synthetic, out, **kwargs)
     else:
         result = run(pm, coco, images, out, **kwargs)
     for c in result.claims:
         value = "n/a" if c.value is None or c.value != c.value else f"{c.value:.3g}"
-        click.echo(f"{c.id:<36} {value:>8}  {c.verdict}", err=True)
+        log.info(f"{c.id:<36} {value:>8}  {c.verdict}")
     click.echo(str(Path(out) / "report.md"))

@@ -1,9 +1,13 @@
 """`tpexplain batch`: figures for every image of a folder or every person of a COCO file."""
 from __future__ import annotations
 
+import logging
+
 import click
 
 from .options import box_option, model_options, parse_keypoints
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -63,7 +67,7 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
         flip=flip, dpi=dpi, format=fmt)
     summary = run_batch(items, figures.split(","), out_dir, model_name, weights, jobs, figure_options,
                         force=force, progress=not no_progress)
-    click.echo(str(summary), err=True)
+    log.info(str(summary))
     click.echo(summary.index)
     if summary.failed:
         ctx.exit(1)
