@@ -22,6 +22,8 @@ from .training import evaluate, synth, train
 from .zoo import download, models
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 130, 141
+# click >= 8.2 reports a bare `tpexplain` as this usage error carrying the help; older click exits 0 instead
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _error(message: str) -> None:
@@ -52,10 +54,12 @@ class Group(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        logger = logging.getLogger("tpexplain")
+        saved = logger.level, list(logger.handlers)   # restored at the end, for callers in the same process
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = code if isinstance(code, int) else 0  # an int is an Exit's status; commands return None
-        except click.exceptions.NoArgsIsHelpError as exc:   # bare `tpexplain`: the help, as a usage error
+        except _NO_ARGS_IS_HELP as exc:     # bare `tpexplain`: the help, as a usage error
             exc.show()
             code = EXIT_USAGE
         except click.UsageError as exc:     # unknown option or command, missing argument, bad value
@@ -72,6 +76,9 @@ class Group(click.Group):
                 raise
             _error(str(exc) or type(exc).__name__)
             code = EXIT_FAILURE
+        finally:
+            logger.setLevel(saved[0])
+            logger.handlers[:] = saved[1]
         sys.exit(code)
 
 

@@ -4,6 +4,8 @@ Nothing here imports torch or matplotlib at module level: `tpexplain --help` mus
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import click
 
 # --------------------------------------------------------------------------------------------- options
@@ -51,6 +53,7 @@ def box_option(name: str, help: str):
 
 # --------------------------------------------------------------------------------------------- parsers
 
+@lru_cache(maxsize=None)   # a meta-device build per model name is enough for parsing and output names
 def keypoint_set(model_name: str):
     """The keypoints `model_name` predicts (COCO's 17, MPII's 16, ...), read without loading weights."""
     from ..keypoints import keypoint_set as named_set
