@@ -22,7 +22,6 @@ from .depth import person_size
 from .hiding import check_fill, describe_region, hide, part_joints, part_region, region_mask
 from .regions import REGIONS, region_masses
 from .results import Result
-from .sensitivity import occlusion_sensitivity  # noqa: F401  TODO(issue 11): drop once cli/analyses.py imports it from .sensitivity
 
 
 @dataclass
