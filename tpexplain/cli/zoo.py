@@ -23,10 +23,12 @@ def models():
 @click.argument("name")
 @click.option("--url", default=None, help="Download from this address instead of the manifest's.")
 @click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
-              help="Where to put the file (default: the models folder).")
+              help="Folder for the file (default: $TPEXPLAIN_HOME/checkpoints, else ~/.cache/tpexplain/checkpoints); "
+                   "for a Hugging Face model, a model folder to pass to --weights instead of HF's cache.")
 @click.option("--force", is_flag=True, help="Download even if the file is already there.")
-@click.option("--sha256", "sha", default=None, help="Expected sha256 (default: the manifest's, where known).")
+@click.option("--sha256", "sha", default=None, help="Expected sha256 of the file, 64 hex digits (default: the manifest's, where known); file downloads only.")
 def download(name, url, folder, force, sha):
-    """Fetch an official checkpoint into the models folder and check it."""
+    """Fetch an official checkpoint into the per-user cache (Hugging Face models: into HF's cache) and check
+    that it loads."""
     from ..zoo.download import download_checkpoint
     click.echo(str(download_checkpoint(name, url=url, folder=folder, force=force, sha=sha)))
