@@ -30,7 +30,7 @@ def sha256(path: str | Path) -> str:
 
 
 def download_checkpoint(name: str, url: str | None = None, folder: str | Path | None = None,
-                        force: bool = False, sha: str | None = None, log=None) -> Path:
+                        force: bool = False, sha: str | None = None) -> Path:
     """Download zoo model `name`'s checkpoint and check that it loads strictly; the path of the file or folder.
 
     A file (the manifest's "url", or `url`) goes to `zoo.checkpoints_dir()` ($TPEXPLAIN_HOME/checkpoints, else
@@ -38,7 +38,7 @@ def download_checkpoint(name: str, url: str | None = None, folder: str | Path | 
     and it appears there only once every check has passed. A model on the Hugging Face Hub (the manifest's
     "hf") is fetched into Hugging Face's own cache (or `folder`). A model with neither is an error that says
     where to get the file by hand. Errors are one-line ValueErrors (CheckpointError for a file that does not
-    fit). `log` is accepted for old callers and ignored: messages go to the "tpexplain" logger.
+    fit). Messages go to the "tpexplain" logger.
     """
     e = zoo.entry(name)
     url = url or e.get("url")
