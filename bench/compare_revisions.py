@@ -12,13 +12,14 @@ runner, `python -c "...; from tpexplain.cli import main; main()" ARGS`, which wo
 `cli.py` and for the `cli/` package, and which fails if any `tpexplain` module was imported from outside
 that side's checkout (the venv's editable install must not win). Inputs are this repository's
 tests/data/coco_mini files, read by both sides; each command runs in its own folder,
-OUT/{base,head}/NAME/, with its stdout in stdout.txt (stderr.txt and rc.txt are kept, not compared).
+OUT/{base,head}/NAME/, with its stdout in stdout.txt (stderr.txt and rc.txt are kept, not compared). The table
+is also written to OUT/report.txt, and every difference in full to OUT/report.json.
 
 Comparison, one row per output file: images (png/jpg) decoded with OpenCV, pixel by pixel (differing pixels,
 max difference); JSON, JSONL and CSV number by number (max absolute and relative difference; "last digit"
 says every difference is at most one unit of the last printed digit, i.e. rounding of the printed value);
 the explorer page's embedded data decoded (quantised attention bytes, float32 scales, crop image); text
-line by line after dropping lines with paths or timings, numbers in them compared as numbers. "same" means
+line by line with paths and timings masked, numbers in them compared as numbers. "same" means
 exactly equal. The last line is `N same, M differ`; the exit status is 1 when a difference exceeds --rtol
 (relative, default 0: exact) or a command failed on one side only.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import difflib
 import io
 import json
 import math
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -65,8 +67,9 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("explore", ["explore", *ONE]),
     # TokenPose keypoint tokens; both revisions accept --weights random (seeded)
     ("kp_attention", ["kp-attention", *ONE, "--model", "tokenpose-t", "--weights", "random"]),
-    ("batch", ["batch", "--coco", ANN, "--images", str(DATA), "--figures", "attention,layers", "--out", "out",
-               "--no-progress"]),
+    # two keypoints, not all 17: a 17-panel figure per person takes several seconds to draw
+    ("batch", ["batch", "--coco", ANN, "--images", str(DATA), "--figures", "attention,layers", "-k", "l_ankle,r_wrist",
+               "--out", "out", "--no-progress"]),
     ("findings_synthetic", ["findings", "--synthetic", "4", "--seed", "1", "--occlusion-people", "1", "--out", "out"]),
     ("findings_coco", ["findings", "--coco", ANN, "--images", str(DATA), "--occlusion-people", "1", "--out", "out"]),
     ("synth", ["synth", "--n", "3", "--seed", "5", "--out", "out"]),
@@ -90,10 +93,10 @@ finally:
         sys.stderr.write("compare_revisions: modules imported from outside %s: %s\\n" % (root, outside()))
         os._exit(3)
 """
-NOT_COMPARED = {"stderr.txt", "rc.txt", "seconds.txt"}
+NOT_COMPARED = {"stderr.txt", "rc.txt", "seconds.txt", "args.json"}
 IGNORED_KEYS = {"timings", "seconds", "elapsed", "duration", "time", "created", "date"}
-TIMING = re.compile(r"\d\s?(s|ms|sec|secs|seconds|min)\b|it/s|s/it|elapsed|ETA", re.IGNORECASE)
-PATH = re.compile(r"(^|[\s'\"=(:])(/|<(SRC|OUT)>)[\w.-]")
+TIMING = re.compile(r"\d+(?:\.\d+)?\s?(?:s|ms|sec|secs|seconds|min|it/s|s/it)\b", re.IGNORECASE)
+PATH = re.compile(r"(?<![\w.<])(?:/|<SRC>|<OUT>|<TMP>)[^\s'\"`),;<>]+")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|\b(?:nan|inf)\b", re.IGNORECASE)
 
 
@@ -110,9 +113,11 @@ class Diff:
     beyond_digit: int = 0      # differences larger than one unit of the last printed digit (text numbers)
     digits: bool = True        # every differing number was read from text (so `beyond_digit` means something)
     other: list[str] = field(default_factory=list)   # non-numeric differences (structure, strings, text)
+    worst: str = ""            # where the largest relative difference is, and its two values
     note: str = ""
+    images: list[Diff] = field(default_factory=list)   # images embedded in a page, compared pixel by pixel
 
-    def number(self, a, b, quantum: float | None = None) -> None:
+    def number(self, a, b, quantum: float | None = None, where: str = "") -> None:
         """Count one pair of numbers; `quantum` is the unit of their last printed digit, if read from text."""
         self.compared += 1
         fa, fb = float(a), float(b)
@@ -121,7 +126,9 @@ class Diff:
         self.differing += 1
         d = abs(fa - fb) if not (math.isinf(fa) or math.isinf(fb) or math.isnan(fa) or math.isnan(fb)) else math.inf
         self.max_abs = max(self.max_abs, d)
-        self.max_rel = max(self.max_rel, d / max(abs(fa), abs(fb)) if d < math.inf else math.inf)
+        rel = d / max(abs(fa), abs(fb)) if d < math.inf else math.inf
+        if rel > self.max_rel or not self.worst:
+            self.max_rel, self.worst = max(rel, self.max_rel), f"{where}: {a} vs {b}"
         if quantum is None:
             self.digits = False
         elif d > quantum * (1 + 1e-9):
@@ -141,28 +148,42 @@ class Diff:
         self.differing += int(bad.sum())
         self.digits = False
         self.max_abs = max(self.max_abs, float(d.max()))
-        self.max_rel = max(self.max_rel, float((d[bad] / np.maximum(np.abs(a[bad]), np.abs(b[bad]))).max()))
+        rel = np.where(bad, d / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-300), 0.0)
+        i = int(rel.argmax())
+        if rel[i] > self.max_rel or not self.worst:
+            self.max_rel, self.worst = max(float(rel[i]), self.max_rel), f"{what}[{i}]: {a[i]:.9g} vs {b[i]:.9g}"
 
     @property
     def identical(self) -> bool:
-        return self.differing == 0 and not self.other
+        return self.differing == 0 and not self.other and all(d.identical for d in self.images)
 
     def within(self, rtol: float) -> bool:
-        return not self.other and self.max_rel <= rtol
+        return not self.other and self.max_rel <= rtol and all(d.within(rtol) for d in self.images)
 
     def summary(self) -> str:
+        embedded = f", {len(self.images)} embedded images" if self.images else ""
         if self.identical:
-            return f"{self.compared} {'pixels' if self.kind == 'image' else 'values'} equal" + self.note
-        parts = []
+            return f"{self.compared} {'pixels' if self.kind == 'image' else 'values'}{embedded} equal" + self.note
+        parts = [] if self.differing or self.other else [f"{self.compared} values equal"]
         if self.differing:
             unit = "pixels" if self.kind == "image" else "values"
             parts.append(f"{self.differing}/{self.compared} {unit} differ, max abs {self.max_abs:.3g}, "
                          f"max rel {self.max_rel:.3g} ({'within' if self.max_rel <= 1e-6 else 'beyond'} 1e-6 rel)")
-            if self.digits:
-                parts.append("last printed digit only" if not self.beyond_digit
-                             else f"{self.beyond_digit} beyond the last printed digit")
+            # a difference of one unit in the last printed digit is the printed rounding flipping
+            if self.digits and not self.beyond_digit:
+                parts.append("last printed digit only")
+            elif self.digits and self.max_rel > 1e-6:
+                parts.append(f"{self.beyond_digit} beyond the last printed digit")
+            if self.worst:
+                parts.append(self.worst if self.kind == "image" else f"largest at {self.worst}")
         if self.other:
             parts.append(f"{len(self.other)} other: {self.other[0]}")
+        changed = [(i, d) for i, d in enumerate(self.images) if not d.identical]
+        if changed:
+            parts.append(f"{len(changed)}/{len(self.images)} embedded images differ, image {changed[0][0] + 1}: "
+                         f"{changed[0][1].summary()}")
+        elif self.images:
+            parts.append(f"{len(self.images)} embedded images equal")
         return "; ".join(parts) + self.note
 
 
@@ -187,12 +208,17 @@ def _compare_pixels(ia, ib) -> Diff:
         diff.max_abs = float(d.max())
         diff.max_rel = diff.max_abs / 255.0 if ia.dtype == np.uint8 else float(d.max()) / max(1, int(ia.max()))
         diff.digits = False
+        if diff.differing:
+            ys, xs = np.nonzero(d)
+            diff.worst = f"pixels within x {xs.min()}-{xs.max()}, y {ys.min()}-{ys.max()} of {d.shape[1]}x{d.shape[0]}"
     return diff
 
 
 def _quantum(x) -> float | None:
+    """The unit of a number's last printed digit, for a number printed rounded (at most 9 digits)."""
     if isinstance(x, Decimal) and x.is_finite():
-        return 10.0 ** x.as_tuple().exponent
+        t = x.as_tuple()
+        return 10.0 ** t.exponent if len(t.digits) <= 9 else None
     if isinstance(x, int) and not isinstance(x, bool):
         return 1.0
     return None
@@ -219,7 +245,7 @@ def compare_values(a, b, diff: Diff, where: str = "$") -> Diff:
         diff.other.append(f"{where}: {type(a).__name__} vs {type(b).__name__}")
     elif _is_number(a) and _is_number(b):
         qa, qb = _quantum(a), _quantum(b)
-        diff.number(a, b, max(qa, qb) if qa is not None and qb is not None else None)
+        diff.number(a, b, max(qa, qb) if qa is not None and qb is not None else None, where)
     elif isinstance(a, str) and isinstance(b, str) and _is_path(a) and _is_path(b):
         pass
     elif a != b or type(a) is not type(b):
@@ -255,7 +281,7 @@ def compare_json(a: Path, b: Path) -> Diff:
         va, vb = _load_json(ta), _load_json(tb)
     compare_values(va, vb, diff)
     if diff.identical and ta != tb:
-        diff.note = " (text differs)"
+        diff.note = " (bytes differ)"
     return diff
 
 
@@ -280,30 +306,41 @@ def compare_csv(a: Path, b: Path) -> Diff:
     return diff
 
 
-def kept_lines(text: str, roots: dict[str, str] | None = None) -> list[str]:
-    """Lines of a text output without those naming a path or a timing (after putting placeholders for roots)."""
+def masked_lines(text: str, roots: dict[str, str] | None = None) -> list[str]:
+    """The lines of a text output with its paths and timings replaced by <path> and <time>."""
     for root, name in (roots or {}).items():
         text = text.replace(root, name)
-    return [line.rstrip() for line in text.splitlines() if not TIMING.search(line) and not PATH.search(line)]
+    return [TIMING.sub("<time>", PATH.sub("<path>", line)).rstrip() for line in text.splitlines()]
+
+
+def _snippet(x: str, y: str) -> str:
+    """The two lines around their first difference."""
+    i = next((k for k, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
+    lo = max(0, i - 25)
+    return f"{x[lo:i + 35]!r} vs {y[lo:i + 35]!r}"
 
 
 def compare_text(ta: str, tb: str, roots_a: dict | None = None, roots_b: dict | None = None) -> Diff:
-    """Line by line; a line whose words match is compared number by number."""
+    """Line by line, paths and timings masked; a line whose words match is compared number by number."""
     diff = Diff("text")
-    la, lb = kept_lines(ta, roots_a), kept_lines(tb, roots_b)
-    if len(la) != len(lb):
-        diff.other.append(f"{len(la)} vs {len(lb)} lines")
-    for i, (x, y) in enumerate(zip(la, lb)):
-        if x == y:
-            diff.compared += len(NUMBER.findall(x))
-            continue
-        if NUMBER.split(x) != NUMBER.split(y):
-            diff.other.append(f"line {i + 1}: {x.strip()[:60]!r} vs {y.strip()[:60]!r}")
-            continue
-        for u, v in zip(NUMBER.findall(x), NUMBER.findall(y)):
-            du, dv = _cell(u), _cell(v)
-            qu, qv = _quantum(du), _quantum(dv)
-            diff.number(du, dv, max(qu, qv) if qu is not None and qv is not None else None)
+    la, lb = masked_lines(ta, roots_a), masked_lines(tb, roots_b)
+    # align first, so one added line is one difference and not a shift of everything after it
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, la, lb, autojunk=False).get_opcodes():
+        if op == "equal":
+            diff.compared += sum(len(NUMBER.findall(x)) for x in la[i1:i2])
+        elif op == "replace" and i2 - i1 == j2 - j1:
+            for i, (x, y) in enumerate(zip(la[i1:i2], lb[j1:j2]), i1 + 1):
+                if NUMBER.split(x) != NUMBER.split(y):
+                    diff.other.append(f"line {i}: {_snippet(x, y)}")
+                    continue
+                for u, v in zip(NUMBER.findall(x), NUMBER.findall(y)):
+                    du, dv = _cell(u), _cell(v)
+                    qu, qv = _quantum(du), _quantum(dv)
+                    diff.number(du, dv, max(qu, qv) if qu is not None and qv is not None else None, f"line {i}")
+        else:
+            x, y = "\n".join(la[i1:i2]), "\n".join(lb[j1:j2])
+            diff.other.append(f"{i2 - i1} line(s) at base line {i1 + 1} vs {j2 - j1} at head line {j1 + 1}: "
+                              f"{_snippet(x, y)}")
     return diff
 
 
@@ -311,7 +348,8 @@ EXPLORER = re.compile(r"const D = (.*?);\n", re.DOTALL)
 
 
 def explorer_data(html_text: str) -> tuple[dict | None, str]:
-    """The explorer page's embedded data with its base64 arrays decoded, and the page without it."""
+    """The explorer page's embedded data with its base64 arrays decoded, and the page without it (its crop
+    image is left to `embedded_images`)."""
     m = EXPLORER.search(html_text)
     if not m:
         return None, html_text
@@ -321,23 +359,38 @@ def explorer_data(html_text: str) -> tuple[dict | None, str]:
                       "scale": np.frombuffer(base64.b64decode(layer["scale"]), "<f4")} for layer in data.get(key, [])]
     if "lut" in data:
         data["lut"] = np.frombuffer(base64.b64decode(data["lut"]), np.uint8)
-    if str(data.get("image", "")).startswith("data:image/png;base64,"):
-        import cv2
-        png = np.frombuffer(base64.b64decode(data["image"].split(",", 1)[1]), np.uint8)
-        data["image"] = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
     return data, html_text[:m.start(1)] + "__DATA__" + html_text[m.end(1):]
 
 
+DATA_URI = re.compile(r"data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)")
+
+
+def embedded_images(html_text: str) -> tuple[list, str]:
+    """The decoded data: URI images of a page, and the page with __IMAGE<n>__ in their place."""
+    import cv2
+    images = []
+
+    def take(m):
+        images.append(cv2.imdecode(np.frombuffer(base64.b64decode(m.group(1)), np.uint8), cv2.IMREAD_UNCHANGED))
+        return f"__IMAGE{len(images) - 1}__"
+    return images, DATA_URI.sub(take, html_text)
+
+
 def compare_html(a: Path, b: Path, roots_a: dict | None = None, roots_b: dict | None = None) -> Diff:
-    """An explorer page: its data decoded and compared as numbers, the rest as text; other pages as text."""
-    (da, pa), (db, pb) = explorer_data(a.read_text()), explorer_data(b.read_text())
+    """A page: embedded images pixel by pixel, an explorer page's data as numbers, the rest as text."""
+    (ia, ta), (ib, tb) = embedded_images(a.read_text()), embedded_images(b.read_text())
+    (da, pa), (db, pb) = explorer_data(ta), explorer_data(tb)
     if da is None or db is None:
-        return compare_text(pa, pb, roots_a, roots_b)
-    diff = compare_values(da, db, Diff("explorer"))
-    page = compare_text(pa, pb, roots_a, roots_b)
-    diff.other += page.other
-    if page.differing:
-        diff.other.append(f"page text: {page.summary()}")
+        diff = compare_text(pa, pb, roots_a, roots_b)
+    else:
+        diff = compare_values(da, db, Diff("explorer"))
+        page = compare_text(pa, pb, roots_a, roots_b)
+        diff.other += page.other
+        if page.differing:
+            diff.other.append(f"page text: {page.summary()}")
+    if len(ia) != len(ib):
+        diff.other.append(f"{len(ia)} vs {len(ib)} embedded images")
+    diff.images = [_compare_pixels(x, y) for x, y in zip(ia, ib)]
     return diff
 
 
@@ -404,11 +457,13 @@ def probe(python: str, env: dict, cwd: Path) -> str:
 
 def run(python: str, args: list[str], folder: Path, env: dict, reuse: bool, timeout: float) -> tuple[int, float]:
     """Run one command in `folder` (emptied first): (exit status, seconds)."""
-    rc_file = folder / "rc.txt"
-    if reuse and rc_file.exists() and rc_file.read_text().strip() == "0":
+    rc_file, args_file = folder / "rc.txt", folder / "args.json"
+    if (reuse and rc_file.exists() and rc_file.read_text().strip() == "0" and args_file.exists()
+            and json.loads(args_file.read_text()) == args):
         return 0, float((folder / "seconds.txt").read_text())
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    args_file.write_text(json.dumps(args))
     t = time.perf_counter()
     with open(folder / "stdout.txt", "w") as so, open(folder / "stderr.txt", "w") as se:
         try:
@@ -485,7 +540,7 @@ def compare(roots: dict[str, Path], commands, python: str, out: Path, tmp: Path,
               f"({'inside the checkout' if inside else 'OUTSIDE the checkout: the runner puts it first'})")
         placeholders[side] = {str(out / side): "<OUT>", str(root): "<SRC>", str(tmp): "<TMP>"}
     print(f"outputs: {out}")
-    table, failed, skipped = [], [], []
+    table, failed, skipped, details = [], [], [], []
     for name, args in commands:
         status = {}
         for side in ("base", "head"):
@@ -505,6 +560,8 @@ def compare(roots: dict[str, Path], commands, python: str, out: Path, tmp: Path,
             continue
         for rel, diff, msg in compare_trees(out / "base" / name, out / "head" / name,
                                             placeholders["base"], placeholders["head"]):
+            details.append({"output": f"{name}/{rel}", "message": msg} if diff is None else
+                           {"output": f"{name}/{rel}", **asdict(diff)})
             if diff is None:
                 table.append((f"{name}/{rel}", "differs", msg))
             else:
@@ -521,6 +578,9 @@ def compare(roots: dict[str, Path], commands, python: str, out: Path, tmp: Path,
     text = "\n".join(lines)
     print(text)
     (out / "report.txt").write_text(text + "\n")
+    # every difference in full (the table shows the first non-numeric one of each file)
+    (out / "report.json").write_text(json.dumps({"table": table, "skipped": skipped, "files": details},
+                                                indent=1, default=str) + "\n")
     return 1 if beyond else 0
 
 

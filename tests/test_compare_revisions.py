@@ -32,7 +32,7 @@ def test_png_pair_differing_in_one_pixel(tmp_path):
     assert not diff.identical
     assert diff.differing == 1 and diff.compared == 600
     assert diff.max_abs == abs(int(other[5, 7, 1]) - int(img[5, 7, 1]))
-    assert "1/600 pixels differ" in diff.summary()
+    assert "1/600 pixels differ" in diff.summary() and "x 7-7, y 5-5 of 30x20" in diff.summary()
 
 
 def test_images_of_different_size_differ(tmp_path):
@@ -80,7 +80,7 @@ def test_json_structure_and_jsonl(tmp_path):
     assert diff.other == ["$[1].extra only in head"]
     (tmp_path / "c.jsonl").write_text('{"x": 2.0, "k": 1}\n{"k": 2}\n')   # key order is not a difference
     same = cr.compare_file(tmp_path / "a.jsonl", tmp_path / "c.jsonl")
-    assert same.identical and same.note == " (text differs)"
+    assert same.identical and same.note == " (bytes differ)"
 
 
 def test_csv_numeric(tmp_path):
@@ -91,12 +91,15 @@ def test_csv_numeric(tmp_path):
     assert diff.max_abs == pytest.approx(1e-7) and diff.within(1e-6)
 
 
-def test_text_drops_paths_and_timings_and_compares_numbers():
+def test_text_masks_paths_and_timings_and_compares_numbers():
     a = "AP=0.5300\nwrote /tmp/run1/out.png\nexplained 3 people in 1.2 s\nmirror r_ankle: 0.412\n"
     b = "AP=0.5300\nwrote /tmp/run2/out.png\nexplained 3 people in 4.8 s\nmirror r_ankle: 0.413\n"
     diff = cr.compare_text(a, b)
     assert diff.differing == 1 and diff.beyond_digit == 0 and not diff.other
-    assert cr.kept_lines(a) == ["AP=0.5300", "mirror r_ankle: 0.412"]
+    assert cr.masked_lines(a) == ["AP=0.5300", "wrote <path>", "explained 3 people in <time>", "mirror r_ankle: 0.412"]
+    inserted = cr.compare_text("a 1\nb 2\nc 3\n", "a 1\nnew 7\nb 2\nc 3.5\n")
+    assert inserted.other == ["0 line(s) at base line 2 vs 1 at head line 2: '' vs 'new 7'"]
+    assert inserted.compared == 3 and inserted.differing == 1 and inserted.worst == "line 3: 3 vs 3.5"
     worded = cr.compare_text("mirror r_ankle: 0.4\n", "mirror l_ankle: 0.4\n")
     assert len(worded.other) == 1 and worded.other[0].startswith("line 1")
 
@@ -130,3 +133,24 @@ def test_compare_trees_lists_missing_files(tmp_path):
     assert set(rows) == {"sub/x.json", "only.csv"}
     assert rows["sub/x.json"][0].identical
     assert rows["only.csv"] == (None, "only in base")
+
+
+def test_page_with_embedded_images(tmp_path):
+    img = np.full((6, 8, 3), 200, np.uint8)
+    other = img.copy()
+    other[2, 3] = 201
+
+    def page(*images):
+        tags = "".join(f'<img src="data:image/png;base64,{base64.b64encode(cv2.imencode(".png", i)[1]).decode()}">'
+                       for i in images)
+        return f"<html><p>AP 0.53</p>{tags}</html>"
+    (tmp_path / "a.html").write_text(page(img, img))
+    (tmp_path / "b.html").write_text(page(img, img.copy()))
+    (tmp_path / "c.html").write_text(page(img, other))
+    same = cr.compare_file(tmp_path / "a.html", tmp_path / "b.html")
+    assert same.identical and len(same.images) == 2
+    diff = cr.compare_file(tmp_path / "a.html", tmp_path / "c.html")
+    assert not diff.identical and not diff.other and diff.differing == 0
+    assert [d.differing for d in diff.images] == [0, 1]
+    assert "1/2 embedded images differ, image 2: 1/48 pixels differ" in diff.summary()
+    assert not diff.within(1e-3) and diff.within(1 / 255)
