@@ -15,13 +15,15 @@ tests/data/coco_mini files, read by both sides; each command runs in its own fol
 OUT/{base,head}/NAME/, with its stdout in stdout.txt (stderr.txt and rc.txt are kept, not compared). The table
 is also written to OUT/report.txt, and every difference in full to OUT/report.json.
 
-Comparison (bench/compare_outputs.py), one row per output file: images (png/jpg) decoded with OpenCV, pixel by pixel (differing pixels,
-max difference); JSON, JSONL and CSV number by number (max absolute and relative difference; "last digit"
-says every difference is at most one unit of the last printed digit, i.e. rounding of the printed value);
-the explorer page's embedded data decoded (quantised attention bytes, float32 scales, crop image); text
-line by line with paths and timings masked, numbers in them compared as numbers. "same" means
-exactly equal. The last line is `N same, M differ`; the exit status is 1 when a difference exceeds --rtol
-(relative, default 0: exact) or a command failed on one side only.
+Comparison (bench/compare_outputs.py), one row per output file: images (png/jpg) decoded with OpenCV, pixel
+by pixel (differing pixels, max difference, where); JSON, JSONL and CSV number by number (max absolute and
+relative difference, where the largest is; "last printed digit only" says every difference is one unit of the
+last digit of a rounded printed value); HTML pages with their embedded images decoded and compared by pixel,
+and the explorer page's data decoded (quantised attention bytes, float32 scales); text line by line (aligned)
+with paths and timings masked, numbers in it compared as numbers. Timings (JSON keys such as "timings",
+"seconds") and path strings are not compared. "same" means exactly equal. The last line is `N same, M differ`;
+the exit status is 1 when a difference exceeds --rtol (relative, default 0: exact) or a command failed on
+one side only.
 
 Re-run some commands into an earlier --out folder with `--only NAME --reuse` (--reuse keeps a side's run
 that succeeded before). The full list takes about 5 minutes per side on 2 cores.
