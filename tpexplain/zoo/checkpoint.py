@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -13,27 +15,126 @@ class CheckpointError(ValueError):
 
 
 _WRAPPERS = ("state_dict", "model", "best_state_dict", "module")
+SAFETY = ("not loaded, for safety; re-save the state dict with the training code: "
+          "torch.save(model.state_dict(), ...)")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors, unwrapped from the usual containers and `module.` prefixes.
 
-    `path` is a torch file (read with weights_only=True), a .safetensors file, or a Hugging Face model
-    folder (config.json + model.safetensors, possibly sharded); safetensors are read without pickle.
+    `path` is a torch file (read with weights_only=True; numpy scalars in training metadata are allowed, nothing
+    else), a .safetensors file, or a Hugging Face model folder (config.json + model.safetensors, possibly
+    sharded); safetensors are read without pickle. Tensors holding NaN or inf are refused.
     """
     path = Path(path)
     if path.is_dir():
-        return _read_folder(path)
-    if not path.is_file():
+        state = _read_folder(path)
+    elif not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if _is_safetensors(path):
-        return _read_safetensors(path)
+    elif _is_safetensors(path):
+        state = _read_safetensors(path)
+    else:
+        state = unwrap_state_dict(_torch_load(path), str(path))
+    check_finite(state, str(path))
+    return state
+
+
+def check_finite(state: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
+    """Refuse a state dict with NaN or inf in a floating-point tensor (a diverged run), naming the tensors."""
+    bad = [k for k, t in state.items()
+           if (t.is_floating_point() or t.is_complex()) and t.device.type != "meta" and not torch.isfinite(t).all()]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3:,} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"{where} has NaN or infinite values in {len(bad):,} tensor(s) ({shown}): not loaded "
+                              f"(a diverged training run?)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# torch files: weights_only=True plus an allow-list of inert numpy types (training metadata: TokenPose's
+# `perf`, mmcv's `best_score` are numpy floats). Only numeric dtypes are constructed, always as copies: a
+# pickle that omits BUILD or passes copy=False cannot reach numpy's shared dtype singletons.
+
+_NUMERIC_KINDS = "biuf"
+
+
+def _dtype(obj, align=False, copy=True):
+    d = _numpy().dtype(obj, bool(align), True)
+    if d.kind not in _NUMERIC_KINDS or d.fields is not None or d.subdtype is not None:
+        raise pickle.UnpicklingError(f"GLOBAL numpy.dtype[{d}] was not an allowed global by default.")
+    return d
+
+
+def _scalar(dtype, data=None):
+    np = _numpy()
+    if not isinstance(dtype, np.dtype) or dtype.kind not in _NUMERIC_KINDS or not isinstance(data, bytes):
+        raise pickle.UnpicklingError("GLOBAL numpy scalar of a non-numeric type was not an allowed global by default.")
+    return _multiarray().scalar(dtype, data)
+
+
+def _reconstruct(cls, shape, dtype_code):
+    np = _numpy()
+    if cls is not np.ndarray:
+        raise pickle.UnpicklingError(f"GLOBAL {cls!r} was not an allowed global by default.")
+    return _multiarray()._reconstruct(cls, shape, dtype_code)
+
+
+def _numpy():
+    import numpy
+    return numpy
+
+
+def _multiarray():
+    np = _numpy()
+    return np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+
+
+def _safe_globals() -> list:
+    np = _numpy()
+    allowed: list = []
+    for core in ("numpy._core.multiarray", "numpy.core.multiarray"):   # numpy 2 and numpy 1 pickles
+        allowed += [(_scalar, f"{core}.scalar"), (_reconstruct, f"{core}._reconstruct")]
+    allowed += [(_dtype, "numpy.dtype"), (np.ndarray, "numpy.ndarray")]
+    for name in ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+                 "Float16", "Float32", "Float64"):
+        cls = getattr(np.dtypes, f"{name}DType")
+        allowed.append((cls, f"numpy.dtypes.{name}DType"))
+    return allowed
+
+
+def _torch_load(path: Path):
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated zips, non-tensor objects refused by weights_only
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
-    return unwrap_state_dict(obj, str(path))
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path} contains a Python object of type {_offending_type(path, str(exc))}; "
+                              f"{SAFETY}") from None
+    except Exception as exc:  # truncated zips, not a torch file at all, legacy formats
+        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+
+
+def _offending_type(path: Path, message: str) -> str:
+    """The global a refused pickle asked for, in the unpickler's words or by reading the pickle statically."""
+    found = None
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            found = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:   # not a zip checkpoint: fall back to the message
+        pass
+    if found:
+        return ", ".join(found[:3]) + (f" (and {len(found) - 3} more)" if len(found) > 3 else "")
+    for pattern in (r"GLOBAL (\S+) was not an allowed", r"unsupported GLOBAL (\S+) whose",
+                    r"unrecognized function (.+?)(?: which|$)", r"but got (<class [^>]+>)"):
+        m = re.search(pattern, message, flags=re.M)
+        if m:
+            return m[1]
+    return "unknown (the pickle uses an operation outside the allowed set)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    # never pass on torch's advice to unpickle without restrictions
+    return line if "weights_only" not in line else type(exc).__name__
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -60,16 +161,51 @@ def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
     if single.is_file():
         return _read_safetensors(single)
     if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            raise CheckpointError(f"cannot read {index}: {exc}") from None
-        state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(_read_safetensors(folder / shard))
-        return state
+        return _read_shards(folder, index)
     raise CheckpointError(f"{folder} is a folder without model.safetensors: expected a Hugging Face model "
                           f"folder (config.json + model.safetensors) or a checkpoint file")
+
+
+def _read_shards(folder: Path, index: Path) -> dict[str, torch.Tensor]:
+    """The shards of a sharded folder: plain file names inside the folder, holding exactly what the index says."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"cannot read {index}: {_first_line(exc)}") from None
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise CheckpointError(f"cannot read {index}: weight_map is not a non-empty map of tensor → file names")
+    root = folder.resolve()
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        path = folder / shard
+        if (Path(shard).is_absolute() or "\\" in shard or len(Path(shard).parts) != 1 or shard in (".", "..")
+                or path.resolve().parent != root):
+            raise CheckpointError(f"{index} names shard '{shard}' outside its folder: refused")
+        if not path.is_file():
+            raise CheckpointError(f"{index} names shard '{shard}', which is not in {folder}")
+        tensors = _read_safetensors(path)
+        listed = {k for k, v in weight_map.items() if v == shard}
+        if set(tensors) != listed:
+            odd = sorted(set(tensors) ^ listed)
+            raise CheckpointError(f"{path} does not hold what {index.name} lists for it ({len(odd)} tensor(s) "
+                                  f"differ, e.g. {odd[0]})")
+        state.update(tensors)
+    return state
+
+
+def read_hf_config(folder: Path) -> dict | None:
+    """A Hugging Face folder's config.json as a dict (None when the folder has none)."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"cannot read {path}: {_first_line(exc)}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"cannot read {path}: not a JSON object")
+    return config
 
 
 def unwrap_state_dict(obj, where: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -82,8 +218,10 @@ def unwrap_state_dict(obj, where: str = "checkpoint") -> dict[str, torch.Tensor]
             obj = inner
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{where} holds no state dict of tensors")
-    if all(k.startswith("module.") for k in obj):
+    if all(isinstance(k, str) and k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
+    if not all(isinstance(k, str) for k in obj):
+        raise CheckpointError(f"{where} holds a state dict whose keys are not all names")
     return obj
 
 
@@ -96,8 +234,8 @@ def compare(model_shapes: dict[str, tuple], state: dict[str, torch.Tensor]) -> t
     return missing, unexpected, misshaped
 
 
-def closest_zoo_model(state: dict[str, torch.Tensor]) -> tuple[str, float] | None:
-    """The zoo model whose key/shape layout the state dict matches best, with the matching fraction."""
+def closest_zoo_model(state: dict[str, torch.Tensor]) -> tuple[str, int, int] | None:
+    """The zoo model whose key/shape layout the state dict matches best: (name, keys that fit, keys compared)."""
     from . import registry as zoo
     best = None
     for name in zoo.manifest():
@@ -107,9 +245,9 @@ def closest_zoo_model(state: dict[str, torch.Tensor]) -> tuple[str, float] | Non
         except Exception:
             continue
         same = sum(1 for k, v in state.items() if shapes.get(k) == tuple(v.shape))
-        score = same / max(len(shapes), len(state))
-        if best is None or score > best[1]:
-            best = (name, score)
+        total = max(len(shapes), len(state))
+        if best is None or same / total > best[1] / best[2]:
+            best = (name, same, total)
     return best
 
 
@@ -137,13 +275,27 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], where: str = "ch
             k, got, want = misshaped[0]
             parts.append(f"{len(misshaped)} mis-shaped (e.g. {k}: {list(got)} vs model {list(want)})")
         close = closest_zoo_model(state)
-        hint = f"; it most resembles zoo model '{close[0]}' ({close[1]:.0%} of keys fit)" if close else ""
+        # exact counts: a rounded percentage calls 1,198 of 1,202 "100%"
+        hint = f"; it most resembles zoo model '{close[0]}' ({close[1]:,} of {close[2]:,} keys fit)" if close else ""
         name = getattr(model, "zoo_name", type(model).__name__)
         raise CheckpointError(f"{where} does not fit '{name}': {'; '.join(parts)}{hint}")
     model.load_state_dict(state, strict=True)
     return model
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a checkpoint file into `model` strictly (plain, `state_dict`-wrapped or `module.`-prefixed)."""
-    return load_into(model, read_state_dict(path), where=str(path))
+def load_checkpoint(model: nn.Module, path: str | Path, where: str | None = None) -> nn.Module:
+    """Load a checkpoint file or Hugging Face folder into `model` strictly.
+
+    A folder's config.json must describe the model it is loaded into (the family's `apply_hf_config` says
+    what it can take from it, e.g. ViTPose's LayerNorm eps, and refuses the rest naming the field).
+    """
+    path = Path(path)
+    apply = getattr(model, "apply_hf_config", None)
+    if path.is_dir() and apply is not None:
+        config = read_hf_config(path)
+        if config is not None:
+            try:
+                apply(config)
+            except ValueError as exc:
+                raise CheckpointError(f"{where or path}: config.json: {exc}") from None
+    return load_into(model, read_state_dict(path), where=where or str(path))
