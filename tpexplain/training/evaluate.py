@@ -1,87 +1,214 @@
-"""`tpexplain eval`: COCO keypoint AP (OKS, ground-truth boxes) with pycocotools, plus PCK for visible
-and for occluded keypoints separately."""
+"""`tpexplain eval`: COCO keypoint AP (OKS) with pycocotools as the official TransPose/HRNet validation runs it,
+on ground-truth or detector boxes, plus PCK for visible and for occluded keypoints separately."""
 from __future__ import annotations
 
 import contextlib
 import io
+import json
+import logging
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from ..api import PoseModel
-from ..io import read_image
+from ..io import check_annotation, read_image, require_regular_file
+from ..keypoints import COCO_KEYPOINTS, COCO_LONG_NAMES, MPII_KEYPOINTS, OKS_SIGMAS, PCK_ALPHA
 from ..progress import track
-from ..keypoints import COCO_KEYPOINTS, OKS_SIGMAS, PCK_ALPHA, flip_index
+from .oks import (CROWDPOSE_KEYPOINTS, CROWDPOSE_SIGMAS, IMAGE_THRE, OKS_THRE, clean_bbox, mirror_index,
+                  name_key, oks_nms, person_score)
 
+log = logging.getLogger(__name__)
+
+# Keypoint sets with OKS sigmas, by their names as annotation files declare them.
+KNOWN_SIGMAS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
+    "COCO": (COCO_LONG_NAMES, OKS_SIGMAS),
+    "CrowdPose": (CROWDPOSE_KEYPOINTS, CROWDPOSE_SIGMAS),
+}
+METRICS = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
 
 
 def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path, flip: bool = True,
-             progress: bool = True) -> dict:
-    """AP and PCK of `pose_model` on a COCO person-keypoints file, using its ground-truth boxes.
+             progress: bool = True, detections: str | Path | None = None) -> dict:
+    """AP and PCK of `pose_model` on a COCO-format person-keypoints file, as the official validation.
 
-    The result holds COCO's metrics by name, PCK for visible and occluded keypoints, and `summary`:
-    pycocotools' standard summary table as text.
+    People come from the file's boxes (cleaned as the official loader: `clean_bbox`), or with `detections`
+    from a COCO detection-results file (person boxes with score >= 0.0). Each person is predicted, scored
+    as box score x mean keypoint score above 0.2, and OKS-NMS (0.9) runs per image before pycocotools.
+    Images that cannot be read are skipped with a warning and left out of the evaluation.
+
+    The result holds COCO's metrics by name, `summary` (pycocotools' summary table as text), the people
+    scored, `skipped` (image files not read) and, with ground-truth boxes, PCK for visible and occluded
+    keypoints and `per_keypoint` (see `keypoint_breakdown`).
     """
     from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
+    require_regular_file(annotations, "annotation file")
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(annotations))
-    results, hits = [], {1: [], 2: []}
-    per_kp = []   # (visibility, OKS, swapped) per person, 17 each: where the AP is lost
-    image_ids = [i for i in coco.getImgIds() if any(
-        a.get("num_keypoints", 0) > 0 for a in coco.loadAnns(coco.getAnnIds(imgIds=i, iscrowd=False)))]
-    for image_id in track(image_ids, "eval", "images", enabled=progress):
-        info = coco.loadImgs(image_id)[0]
-        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))
-                if a.get("num_keypoints", 0) > 0]
-        image = read_image(Path(images) / info["file_name"])
-        poses = pose_model.predict(image, [a["bbox"] for a in anns], flip=flip)
-        for ann, kp in zip(anns, poses.keypoints):
-            scores = kp[:, 2]
-            confident = scores[scores > 0.2]
-            results.append({"image_id": image_id, "category_id": 1, "keypoints": kp.reshape(-1).tolist(),
-                            "score": float(confident.mean()) if len(confident) else 0.0})
+    names, sigmas = file_keypoints(coco, annotations, pose_model)
+    mirror = mirror_index(names)
+    for a in coco.dataset.get("annotations", []):
+        check_annotation(a, str(annotations))     # finite numbers in range, before any geometry
+        if "area" not in a and "bbox" in a:    # CrowdPose stores no area; its OKS scale is 0.53 x box area
+            a["area"] = 0.53 * a["bbox"][2] * a["bbox"][3]
+    people = detected_people(coco, detections) if detections else labelled_people(coco)
+
+    results, skipped, hits, per_kp = [], [], {1: [], 2: []}, []
+    for image_id in track(sorted(people), "eval", "images", enabled=progress):
+        info = coco.imgs[image_id]
+        path = Path(images) / info["file_name"]
+        try:
+            image = read_image(path)
+        except ValueError as e:   # a missing or corrupt image: one warning, the rest still counts
+            log.warning("skipped %s", e)
+            skipped.append(image_id)
+            continue
+        boxes, scores, anns = zip(*people[image_id])
+        poses = pose_model.predict(image, list(boxes), flip=flip)
+        kps = poses.keypoints
+        # the official OKS-NMS area: the padded crop box, in pixels
+        areas = np.array([float(np.prod(c.scale * 200)) for c in poses.crops])
+        person = np.array([person_score(kp[:, 2], s) for kp, s in zip(kps, scores)])
+        for i in oks_nms(kps, person, areas, OKS_THRE, sigmas):
+            results.append({"image_id": image_id, "category_id": 1, "keypoints": kps[i].reshape(-1).tolist(),
+                            "score": float(person[i])})
+        for ann, kp in zip(anns, kps):
+            if ann is None:
+                continue
             gt = np.array(ann["keypoints"], np.float32).reshape(-1, 3)
             size = max(ann["bbox"][2], ann["bbox"][3])
             dist = np.linalg.norm(kp[:, :2] - gt[:, :2], axis=1)
             for v in (1, 2):
                 hits[v] += (dist[gt[:, 2] == v] <= PCK_ALPHA * size).tolist()
-            if len(gt) == len(OKS_SIGMAS):
-                per_kp.append((gt[:, 2], *score_keypoints(kp, gt, ann["area"], size)))
+            per_kp.append((gt[:, 2], *score_keypoints(kp, gt, ann["area"], size, sigmas, mirror)))
     if not results:
-        raise ValueError(f"no person with keypoints in {annotations}")
+        raise ValueError(f"no person predicted on {annotations}"
+                         + (f" ({len(skipped)} of {len(people)} images skipped)" if skipped else ""))
+    metrics = coco_metrics(coco, results, sigmas, sorted(set(coco.getImgIds()) - set(skipped)))
+    metrics["num_people"] = len(results)
+    metrics["num_images"] = len(people) - len(skipped)
+    metrics["skipped"] = [coco.imgs[i]["file_name"] for i in skipped]
+    if not detections:
+        metrics["PCK_visible"] = float(np.mean(hits[2])) if hits[2] else float("nan")
+        metrics["PCK_occluded"] = float(np.mean(hits[1])) if hits[1] else float("nan")
+        metrics["num_visible"], metrics["num_occluded"] = len(hits[2]), len(hits[1])
+        if per_kp:
+            metrics["per_keypoint"] = keypoint_breakdown(per_kp, tuple(name_key(n) for n in names))
+    return metrics
+
+
+def file_keypoints(coco, path: str | Path, pose_model: PoseModel) -> tuple[tuple[str, ...], np.ndarray]:
+    """The keypoint names the file declares and their OKS sigmas; ValueError in one line when OKS AP cannot
+    be computed for them or `pose_model` predicts other keypoints."""
+    cats = [c for c in coco.dataset.get("categories", []) if c.get("id") == 1] or coco.dataset.get("categories", [])
+    names = tuple(cats[0].get("keypoints") or ()) if cats else ()
+    if not names:   # no names declared: go by the length of the first keypoint list
+        k = next((len(a["keypoints"]) // 3 for a in coco.dataset.get("annotations", []) if "keypoints" in a), 0)
+        names = next((n for n, _ in KNOWN_SIGMAS.values() if len(n) == k), tuple(f"keypoint {j}" for j in range(k)))
+    keys = [name_key(n) for n in names]
+    if keys == [name_key(n) for n in MPII_KEYPOINTS] or len(names) == 16:
+        raise ValueError(f"{path} declares MPII's 16 keypoints: MPII is evaluated with PCKh officially, "
+                         f"and OKS AP has no sigmas for it")
+    found = [(set_name, s) for set_name, (n, s) in KNOWN_SIGMAS.items() if [name_key(x) for x in n] == keys]
+    if not found:
+        raise ValueError(f"{path} declares {len(names)} keypoints ({', '.join(names[:3])}, ...): no OKS sigmas "
+                         f"are known for them (COCO's 17 and CrowdPose's 14 are)")
+    set_name, sigmas = found[0]
+    model = [name_key(n) for n in pose_model.keypoint_names]
+    if len(model) != len(keys):
+        raise ValueError(f"{path} declares {len(keys)} keypoints ({set_name}) but {pose_model.name} predicts "
+                         f"{len(model)}: OKS AP needs the model's keypoints to be the file's")
+    if model != keys:
+        j = next(j for j in range(len(keys)) if model[j] != keys[j])
+        raise ValueError(f"{path} lists keypoint {j} as {names[j]} but {pose_model.name} predicts "
+                         f"{pose_model.keypoint_names[j]} there")
+    return tuple(names), np.array(sigmas)
+
+
+def labelled_people(coco) -> dict[int, list[tuple[list[float], float, dict]]]:
+    """Per image, the labelled people as the official loader keeps them: (clean box, score 1, annotation).
+
+    Crowd annotations, boxes `clean_bbox` drops, annotations of zero area and annotations whose keypoints
+    are all zero are left out.
+    """
+    people = defaultdict(list)
+    for image_id in coco.getImgIds():
+        info = coco.imgs[image_id]
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
+            box = clean_bbox(ann["bbox"], info["width"], info["height"])
+            if (box is None or ann.get("area", 0) <= 0 or ann.get("category_id") != 1
+                    or max(ann.get("keypoints") or [0]) == 0):
+                continue
+            people[image_id].append((box, 1.0, ann))
+    return dict(people)
+
+
+def detected_people(coco, detections: str | Path) -> dict[int, list[tuple[list[float], float, None]]]:
+    """Per image, the person boxes of a COCO detection-results file: (box, detector score, None).
+
+    As the official validation: category 1 with score >= 0.0, boxes as they are (not clipped). Detections
+    on images the annotation file does not list are counted in a warning and left out.
+    """
+    try:
+        dets = json.loads(Path(detections).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read detections {detections}: {e}") from None
+    if not isinstance(dets, list) or not all(isinstance(d, dict) and {"image_id", "bbox", "score"} <= d.keys()
+                                             for d in dets):
+        raise ValueError(f"{detections} is not a COCO detection-results list "
+                         f"(image_id, category_id, bbox, score per entry)")
+    people, unknown = defaultdict(list), 0
+    for d in dets:
+        if d.get("category_id", 1) != 1 or d["score"] < IMAGE_THRE:
+            continue
+        if d["image_id"] not in coco.imgs:
+            unknown += 1
+            continue
+        people[d["image_id"]].append(([float(v) for v in d["bbox"][:4]], float(d["score"]), None))
+    if unknown:
+        log.warning("%d detections in %s are on images the annotation file does not list: left out",
+                    unknown, detections)
+    return dict(people)
+
+
+def coco_metrics(coco, results: list[dict], sigmas: np.ndarray, image_ids: list[int]) -> dict:
+    """pycocotools' keypoint metrics of `results` on `image_ids`, by name, and its summary table as text."""
+    from pycocotools.cocoeval import COCOeval
+
     chatter, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(chatter):   # pycocotools narrates every step; keep only the summary
         ev = COCOeval(coco, coco.loadRes(results), "keypoints")
         ev.params.useSegm = None
+        ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
+        ev.params.imgIds = image_ids
         ev.evaluate()
         ev.accumulate()
     with contextlib.redirect_stdout(out):
         ev.summarize()
-    names = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
-    metrics = {k: float(v) for k, v in zip(names, ev.stats)}
+    metrics = {k: float(v) for k, v in zip(METRICS, ev.stats)}
     metrics["summary"] = out.getvalue().rstrip()
-    metrics["PCK_visible"] = float(np.mean(hits[2])) if hits[2] else float("nan")
-    metrics["PCK_occluded"] = float(np.mean(hits[1])) if hits[1] else float("nan")
-    metrics["num_visible"], metrics["num_occluded"] = len(hits[2]), len(hits[1])
-    metrics["num_people"] = len(results)
-    if per_kp:
-        metrics["per_keypoint"] = keypoint_breakdown(per_kp)
     return metrics
 
 
-def score_keypoints(pred: np.ndarray, gt: np.ndarray, area: float, size: float) -> tuple[np.ndarray, np.ndarray]:
+def score_keypoints(pred: np.ndarray, gt: np.ndarray, area: float, size: float,
+                    sigmas: np.ndarray | tuple[float, ...] = OKS_SIGMAS,
+                    mirror: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per keypoint of one person: COCO's OKS term, and whether the prediction is a left/right swap
-    (nearer the mirror joint's label than its own, and off by more than the PCK radius)."""
+    (nearer the mirror joint's label than its own, and off by more than the PCK radius).
+
+    `mirror[j]` is the index of keypoint j's mirror joint (default: COCO's). An unlabelled mirror joint
+    (v = 0) is no swap target.
+    """
+    mirror = mirror_index(COCO_LONG_NAMES) if mirror is None else mirror
     dist = np.linalg.norm(pred[:, :2] - gt[:, :2], axis=1)
-    oks = np.exp(-dist ** 2 / (2 * max(area, 1e-9) * (2 * np.array(OKS_SIGMAS)) ** 2))
-    mirror = gt[[flip_index(j) for j in range(len(gt))], :2]
-    swapped = (np.linalg.norm(pred[:, :2] - mirror, axis=1) < dist) & (dist > PCK_ALPHA * size)
+    oks = np.exp(-dist ** 2 / (2 * max(area, 1e-9) * (2 * np.asarray(sigmas)) ** 2))
+    to_mirror = np.linalg.norm(pred[:, :2] - gt[mirror, :2], axis=1)
+    swapped = (to_mirror < dist) & (dist > PCK_ALPHA * size) & (gt[mirror, 2] > 0)
     return oks, swapped
 
 
-def keypoint_breakdown(per_kp: list) -> dict:
+def keypoint_breakdown(per_kp: list, names: tuple[str, ...] = COCO_KEYPOINTS) -> dict:
     """Per keypoint type: mean OKS of visible and of occluded labels, share occluded, and the share of
     labels swapped with the mirror joint."""
     vis = np.array([r[0] for r in per_kp]); oks = np.array([r[1] for r in per_kp])
@@ -92,7 +219,7 @@ def keypoint_breakdown(per_kp: list) -> dict:
     def row(v, o, s):
         return {"oks_visible": mean(o[v == 2]), "oks_occluded": mean(o[v == 1]),
                 "occluded_share": mean((v == 1)[v > 0]), "swap_rate": mean(s[v > 0]), "labels": int((v > 0).sum())}
-    out = {name: row(vis[:, j], oks[:, j], swap[:, j]) for j, name in enumerate(COCO_KEYPOINTS)}
+    out = {name: row(vis[:, j], oks[:, j], swap[:, j]) for j, name in enumerate(names)}
     out["all"] = row(vis, oks, swap)
     return out
 

@@ -1,0 +1,97 @@
+"""The official top-down evaluation protocol's pieces: box cleaning, person rescoring, OKS and OKS-NMS."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..keypoints import OKS_SIGMAS
+
+# The official COCO test settings (TransPose and HRNet configs, TEST section).
+IMAGE_THRE = 0.0    # detections scoring below this are dropped
+IN_VIS_THRE = 0.2   # keypoints scoring above this count towards the person score
+OKS_THRE = 0.9      # OKS-NMS drops a person whose OKS with a better-scored one is above this
+
+# CrowdPose's 14 sigmas, as in the official crowdpose-api (COCO's limbs, then head and neck).
+CROWDPOSE_SIGMAS: tuple[float, ...] = (
+    0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079,
+)
+CROWDPOSE_KEYPOINTS: tuple[str, ...] = (
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck",
+)
+
+
+def clean_bbox(bbox: list[float], width: float, height: float) -> list[float] | None:
+    """A ground-truth box (x, y, w, h) as the official COCO loader cleans it; None when it drops the box.
+
+    As the official code: the corner is clamped to the image, the far corner is the clamped corner plus
+    (w - 1, h - 1) clamped to the last pixel, so a box is one pixel narrower and shorter than stored and a box
+    hanging off the left or top edge keeps its size (shifted), not its far edge. A box is dropped when
+    the far corner ends before the near one (the box lies wholly right of or below the image).
+    The caller also drops annotations whose `area` is not positive, as the official loader does.
+    """
+    x, y, w, h = (float(v) for v in bbox[:4])
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    if x2 < x1 or y2 < y1:
+        return None
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def person_score(keypoint_scores: np.ndarray, box_score: float = 1.0, threshold: float = IN_VIS_THRE) -> float:
+    """The official person score: the box score times the mean of the keypoint scores above `threshold`
+    (times 0 when none is)."""
+    confident = np.asarray(keypoint_scores, np.float64)
+    confident = confident[confident > threshold]
+    return float(box_score) * (float(confident.mean()) if len(confident) else 0.0)
+
+
+def oks_overlaps(pose: np.ndarray, others: np.ndarray, area: float, other_areas: np.ndarray,
+                 sigmas: tuple[float, ...] | np.ndarray = OKS_SIGMAS) -> np.ndarray:
+    """OKS of one predicted pose (K, 2+) with each of `others` (N, K, 2+), as OKS-NMS measures it.
+
+    Unlike COCO's OKS against a label, every keypoint counts and the scale is the mean of the two areas:
+    exp(-d² / (2 · (a + b)/2 · (2σ)²)) averaged over the K keypoints.
+    """
+    others = np.asarray(others, np.float64).reshape(-1, *np.shape(pose))
+    var = (2 * np.asarray(sigmas, np.float64)) ** 2
+    d2 = ((others[:, :, :2] - np.asarray(pose, np.float64)[None, :, :2]) ** 2).sum(-1)
+    scale = (area + np.asarray(other_areas, np.float64)) / 2 + np.spacing(1)
+    return np.exp(-d2 / var[None] / scale[:, None] / 2).mean(axis=1)
+
+
+def oks_nms(poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = OKS_THRE,
+            sigmas: tuple[float, ...] | np.ndarray = OKS_SIGMAS) -> list[int]:
+    """Greedy OKS non-maximum suppression of one image's people; the indices kept, best score first.
+
+    `poses` (N, K, 2+) in image pixels, `scores` (N,), `areas` (N,) the area of each person's crop box.
+    The best-scored person is kept and every other whose OKS with it is above `threshold` is dropped; repeat
+    with the rest. Equal scores are visited last index first, as the official `argsort()[::-1]`.
+    """
+    poses = np.asarray(poses, np.float64)
+    areas = np.asarray(areas, np.float64)
+    order = np.argsort(np.asarray(scores, np.float64), kind="stable")[::-1]
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        overlap = oks_overlaps(poses[i], poses[rest], areas[i], areas[rest], sigmas)
+        order = rest[overlap <= threshold]
+    return keep
+
+
+def name_key(name: str) -> str:
+    """A keypoint name compared across files and models: lower case, `left_`/`right_` as `l_`/`r_`."""
+    n = name.strip().lower().replace("-", "_").replace(" ", "_")
+    for long, short in (("left_", "l_"), ("right_", "r_")):
+        if n.startswith(long):
+            n = short + n[len(long):]
+    return n
+
+
+def mirror_index(names: tuple[str, ...] | list[str]) -> list[int]:
+    """For each keypoint, the index of its left/right mirror by name (itself when it has none)."""
+    keys = [name_key(n) for n in names]
+    swap = {"l_": "r_", "r_": "l_"}
+    return [keys.index(swap[k[:2]] + k[2:]) if k[:2] in swap and swap[k[:2]] + k[2:] in keys else j
+            for j, k in enumerate(keys)]
