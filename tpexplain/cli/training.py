@@ -53,23 +53,31 @@ def train(model_name, coco, images, iters, batch_size, lr, warmup, seed, workers
 @click.command("eval")
 @click.option("--coco", required=True, type=click.Path(), help="COCO person-keypoints annotation file.")
 @click.option("--images", required=True, type=click.Path(), help="Folder of the annotated images.")
+@click.option("--detections", default=None, type=click.Path(),
+              help="COCO detection results (image_id, category_id, bbox, score) to take person boxes from, "
+                   "as the official validation does, instead of the ground-truth boxes.")
 @model_options
 @click.option("--per-keypoint", is_flag=True,
               help="Also print, per keypoint type, the mean OKS of visible and occluded labels and the "
-                   "left/right swap rate.")
-def evaluate(coco, images, model_name, weights, flip, per_keypoint):
-    """COCO keypoint AP with ground-truth boxes; the last line is AP=<value>."""
+                   "left/right swap rate (ground-truth boxes).")
+def evaluate(coco, images, detections, model_name, weights, flip, per_keypoint):
+    """COCO keypoint AP as the official TransPose/HRNet validation; the last line is AP=<value>."""
     from ..api import load
     from ..training.evaluate import breakdown_table
     from ..training.evaluate import evaluate as run
     # pycocotools' own message for a missing file is a bare errno; check before the model loads
-    for p, what in ((coco, "annotation file"), (images, "image folder")):
-        if not Path(p).exists():
+    for p, what in ((coco, "annotation file"), (images, "image folder"), (detections, "detections file")):
+        if p is not None and not Path(p).exists():
             raise ValueError(f"{what} not found: {p}")
-    m = run(load(model_name, weights), coco, images, flip=flip)
+    m = run(load(model_name, weights), coco, images, flip=flip, detections=detections)
     click.echo(m["summary"])
     if per_keypoint and "per_keypoint" in m:
         click.echo(breakdown_table(m["per_keypoint"]))
-    click.echo(f"PCK@{0.1:g} visible={m['PCK_visible']:.4f} ({m['num_visible']})  "
-               f"occluded={m['PCK_occluded']:.4f} ({m['num_occluded']})")
+    if "PCK_visible" in m:
+        click.echo(f"PCK@{0.1:g} visible={m['PCK_visible']:.4f} ({m['num_visible']})  "
+                   f"occluded={m['PCK_occluded']:.4f} ({m['num_occluded']})")
+    if m["skipped"]:
+        click.echo(f"skipped {len(m['skipped'])} of {len(m['skipped']) + m['num_images']} images "
+                   f"(not found or unreadable): {', '.join(m['skipped'][:3])}"
+                   + (", ..." if len(m["skipped"]) > 3 else ""))
     click.echo(f"AP={m['AP']:.4f}")
