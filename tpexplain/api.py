@@ -21,10 +21,12 @@ FULL_MAPS_BUDGET = 256 * 2**20  # bytes of per-head maps above which "auto" reco
 class PoseModel:
     """A pose model with its name and token layout; `explain` runs it and records its attention."""
 
-    def __init__(self, model: nn.Module, name: str = "model", keypoint_names: tuple[str, ...] = COCO_KEYPOINTS):
+    def __init__(self, model: nn.Module, name: str = "model", keypoint_names: tuple[str, ...] = COCO_KEYPOINTS,
+                 decode: str = "official"):
         self.model = model.eval()
         self.name = name
         self.keypoint_names = keypoint_names
+        self.decode = decode    # what predict/explain use when not told: "official" or "guarded"
 
     def __repr__(self) -> str:
         lay = self.layout
@@ -59,9 +61,13 @@ class PoseModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def predict(self, image: np.ndarray | str | Path, boxes: list | None = None, flip: bool = True) -> Poses:
-        """Keypoints for each person box (x, y, w, h); the whole image when no box is given."""
-        return predict(self.model, as_rgb(image), boxes, flip)
+    def predict(self, image: np.ndarray | str | Path, boxes: list | None = None, flip: bool = True,
+                decode: str | None = None) -> Poses:
+        """Keypoints for each person box (x, y, w, h); the whole image when no box is given.
+
+        `decode`: "official" (the family's own DARK post-processing) or "guarded"; default `self.decode`.
+        """
+        return predict(self.model, as_rgb(image), boxes, flip, decode or self.decode)
 
     def auto_mode(self, batch: int = 1) -> str:
         """The recording mode `explain` uses by default: full maps when they fit the budget, else q/k."""
@@ -70,29 +76,34 @@ class PoseModel:
 
     @torch.no_grad()
     def explain(self, image: np.ndarray | str | Path, bbox: tuple | None = None, flip: bool = True,
-                mode: str = "auto") -> Explanation:
+                mode: str = "auto", decode: str | None = None, query: str = "official") -> Explanation:
         """Pose and every layer's attention for one person (`bbox` x, y, w, h; default the whole image).
 
         This is `predict` run inside `record_attention`: one batched pass, on the model's device. The
         attention kept is the un-flipped image's; the flip test's mirrored half only refines the keypoints.
-        `mode` is a recording mode (full, mean, qk) or auto.
+        `mode` is a recording mode (full, mean, qk) or auto. `decode` is as in `predict`; `query` is the
+        explanation's default way to pick a keypoint's token: "official" (TransPose's visualisation) or
+        "geometric" (docs/fidelity.md).
         """
         img = as_rgb(image)
         mode = self.auto_mode(batch=2 if flip else 1) if mode == "auto" else mode
         with record_attention(self.model, mode) as maps:
-            poses = predict(self.model, img, None if bbox is None else [bbox], flip)
+            poses = predict(self.model, img, None if bbox is None else [bbox], flip, decode or self.decode)
         # keep the un-flipped image's maps only (index 0 of the batch), on the CPU with the rest
         attention = [layer.select(0).to("cpu") for layer in maps]
         return Explanation(img, poses.crops[0], poses.inputs[0].cpu(), poses.heatmaps[0].cpu(), poses.keypoints[0],
-                           poses.keypoints_crop[0], attention, self.layout, self.name, self.keypoint_names)
+                           poses.keypoints_crop[0], attention, self.layout, self.name, self.keypoint_names,
+                           keypoints_heatmap=poses.keypoints_heatmap[0], query_convention=query)
 
 
-def load(name: str = "default", weights: str | Path | None = None, device: str = "cpu") -> PoseModel:
+def load(name: str = "default", weights: str | Path | None = None, device: str = "cpu",
+         decode: str = "official") -> PoseModel:
     """A zoo model (`tpexplain models` lists them) with its weights.
 
     `weights` is a checkpoint file; without it the zoo's checkpoint is used (bundled with
     the package, or downloaded into the cache by `tpexplain download`). A model with no
     checkpoint available is an error, except with weights="random" (seeded random weights, for tests).
+    `decode` is the model's default keypoint decoding ("official" or "guarded").
     """
     model = zoo.build(name)
     if weights is None:
@@ -105,4 +116,5 @@ def load(name: str = "default", weights: str | Path | None = None, device: str =
         model = zoo.build(name)
     else:
         load_checkpoint(model, weights)
-    return PoseModel(model.to(device), name.strip().lower(), getattr(model, "keypoint_names", COCO_KEYPOINTS))
+    return PoseModel(model.to(device), name.strip().lower(), getattr(model, "keypoint_names", COCO_KEYPOINTS),
+                     decode)

@@ -1,4 +1,10 @@
-"""Heatmaps → keypoints: argmax, DARK refinement (Zhang et al. 2020) and the flip test's flip-back."""
+"""Heatmaps → keypoints: argmax, DARK refinement (Zhang et al. 2020) and the flip test's flip-back.
+
+`decode(..., method="official")` (the default) reproduces the official post-processing of each family:
+TransPose and TokenPose `get_final_preds` (DARK: blur, log, one Taylor step, no guard), ViTPose's
+mmpose `post_dark_udp` (its config uses UDP). `method="guarded"` is this package's earlier variant,
+which keeps the argmax whenever the Newton step is longer than one heatmap pixel.
+"""
 from __future__ import annotations
 
 import cv2
@@ -6,6 +12,9 @@ import numpy as np
 import torch
 
 from .keypoints import FLIP_PAIRS
+
+DECODINGS = ("official", "guarded")
+BLUR_KERNEL = 11   # TEST.BLUR_KERNEL of every TransPose/TokenPose config; ViTPose's modulate_kernel
 
 
 def argmax_coords(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -19,37 +28,100 @@ def argmax_coords(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords, maxvals
 
 
-def dark_refine(heatmaps: np.ndarray, coords: np.ndarray, kernel: int = 11) -> np.ndarray:
-    """One Newton step on the log of the blurred heatmap around each argmax (the DARK decoding)."""
-    b, k, h, w = heatmaps.shape
+def _blur_keep_max(hm: np.ndarray, kernel: int) -> np.ndarray:
+    """The official `gaussian_blur` of one map: zero border, blurred in float64, stored back as the
+    heatmap's dtype, rescaled by original max / blurred max (whatever their signs: a blurred maximum
+    <= 0 flips or blows up the map exactly as the official code does)."""
+    h, w = hm.shape
     pad = (kernel - 1) // 2
+    padded = np.zeros((h + 2 * pad, w + 2 * pad))
+    padded[pad:pad + h, pad:pad + w] = hm
+    out = cv2.GaussianBlur(padded, (kernel, kernel), 0)[pad:pad + h, pad:pad + w].astype(hm.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out *= hm.max() / out.max()
+    return out
+
+
+def _derivatives(lg: np.ndarray, px: int, py: int) -> tuple:
+    """Central differences at (px, py): dx, dy and the 2-pixel second differences dxx, dxy, dyy."""
+    dx = 0.5 * (lg[py, px + 1] - lg[py, px - 1])
+    dy = 0.5 * (lg[py + 1, px] - lg[py - 1, px])
+    dxx = 0.25 * (lg[py, px + 2] - 2 * lg[py, px] + lg[py, px - 2])
+    dxy = 0.25 * (lg[py + 1, px + 1] - lg[py - 1, px + 1] - lg[py + 1, px - 1] + lg[py - 1, px - 1])
+    dyy = 0.25 * (lg[py + 2, px] - 2 * lg[py, px] + lg[py - 2, px])
+    return dx, dy, dxx, dxy, dyy
+
+
+def dark_refine(heatmaps: np.ndarray, coords: np.ndarray, kernel: int = BLUR_KERNEL,
+                guarded: bool = False) -> np.ndarray:
+    """One Newton step −H⁻¹∇ on the log of the blurred heatmap around each argmax (the DARK decoding).
+
+    Unguarded (default) it is the official `get_final_preds`: the step is applied whatever its length,
+    wherever the argmax is at least 2 pixels inside the map and the Hessian's determinant is not 0.
+    `guarded` is the earlier variant: it keeps the argmax when the step is longer than a pixel in x or
+    y (flat or saddle-shaped maps of untrained models), blurs in float32 and leaves a map whose blurred
+    maximum is <= 0 unscaled.
+    """
+    b, k, h, w = heatmaps.shape
     coords = coords.copy()
     for i in range(b):
         for j in range(k):
-            hm = heatmaps[i, j].astype(np.float32)
-            peak = hm.max()
-            padded = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
-            padded[pad:pad + h, pad:pad + w] = hm
-            blurred = cv2.GaussianBlur(padded, (kernel, kernel), 0)[pad:pad + h, pad:pad + w]
-            if blurred.max() > 0:
-                blurred *= peak / blurred.max()
-            lg = np.log(np.maximum(blurred, 1e-10))
             px, py = int(coords[i, j, 0]), int(coords[i, j, 1])
             if not (1 < px < w - 2 and 1 < py < h - 2):
                 continue
-            dx = 0.5 * (lg[py, px + 1] - lg[py, px - 1])
-            dy = 0.5 * (lg[py + 1, px] - lg[py - 1, px])
-            dxx = 0.25 * (lg[py, px + 2] - 2 * lg[py, px] + lg[py, px - 2])
-            dxy = 0.25 * (lg[py + 1, px + 1] - lg[py - 1, px + 1] - lg[py + 1, px - 1] + lg[py - 1, px - 1])
-            dyy = 0.25 * (lg[py + 2, px] - 2 * lg[py, px] + lg[py - 2, px])
+            blurred = _blur_guarded(heatmaps[i, j], kernel) if guarded else _blur_keep_max(heatmaps[i, j], kernel)
+            dx, dy, dxx, dxy, dyy = _derivatives(np.log(np.maximum(blurred, 1e-10)), px, py)
             det = dxx * dyy - dxy * dxy
-            if det != 0:
-                hess_inv = np.array([[dyy, -dxy], [-dxy, dxx]]) / det
-                offset = -(hess_inv @ np.array([dx, dy]))
-                # a Newton step longer than a pixel means the blurred log-heatmap is not a peak there
-                # (flat or saddle-shaped maps of untrained models); the argmax is then the better answer
+            if det == 0:
+                continue
+            if guarded:
+                offset = -(np.array([[dyy, -dxy], [-dxy, dxx]]) / det @ np.array([dx, dy]))
                 if np.all(np.abs(offset) <= 1.0):
                     coords[i, j] += offset
+                continue
+            try:
+                with np.errstate(all="ignore"):
+                    coords[i, j] += -(np.linalg.inv(np.array([[dxx, dxy], [dxy, dyy]])) @ np.array([dx, dy]))
+            except np.linalg.LinAlgError:   # only for non-finite maps, where the official code raises
+                pass
+    return coords
+
+
+def _blur_guarded(hm: np.ndarray, kernel: int) -> np.ndarray:
+    h, w = hm.shape
+    pad = (kernel - 1) // 2
+    padded = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
+    padded[pad:pad + h, pad:pad + w] = hm
+    blurred = cv2.GaussianBlur(padded, (kernel, kernel), 0)[pad:pad + h, pad:pad + w]
+    if blurred.max() > 0:
+        blurred *= hm.astype(np.float32).max() / blurred.max()
+    return blurred
+
+
+def dark_udp_refine(heatmaps: np.ndarray, coords: np.ndarray, kernel: int = BLUR_KERNEL) -> np.ndarray:
+    """ViTPose's official refinement (mmpose `post_dark_udp`): blur with the image-border reflection
+    and no rescaling, clip to [0.001, 50], log, edge-pad by one pixel, then one Newton step with
+    one-pixel differences and the Hessian regularised by float32 eps, at every keypoint."""
+    b, k, h, w = heatmaps.shape
+    hm = np.ascontiguousarray(heatmaps, dtype=np.float32).copy()
+    for i in range(b):
+        for j in range(k):
+            hm[i, j] = cv2.GaussianBlur(hm[i, j], (kernel, kernel), 0)
+    lg = np.pad(np.log(np.clip(hm, 0.001, 50)), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    coords = coords.copy()
+    for i in range(b):
+        for j in range(k):
+            x, y = int(coords[i, j, 0]) + 1, int(coords[i, j, 1]) + 1   # in the padded map
+            m = lg[i, j]
+            dx = 0.5 * (m[y, x + 1] - m[y, x - 1])
+            dy = 0.5 * (m[y + 1, x] - m[y - 1, x])
+            dxx = m[y, x + 1] - 2 * m[y, x] + m[y, x - 1]
+            dyy = m[y + 1, x] - 2 * m[y, x] + m[y - 1, x]
+            dxy = 0.5 * (m[y + 1, x + 1] - m[y, x + 1] - m[y + 1, x] + m[y, x] + m[y, x] - m[y, x - 1] - m[y - 1, x]
+                         + m[y - 1, x - 1])
+            hess = np.array([[dxx, dxy], [dxy, dyy]]) + np.finfo(np.float32).eps * np.eye(2)
+            with np.errstate(all="ignore"):
+                coords[i, j] -= np.linalg.inv(hess) @ np.array([dx, dy])
     return coords
 
 
@@ -61,9 +133,20 @@ def flip_back(heatmaps: torch.Tensor, flip_pairs=FLIP_PAIRS) -> torch.Tensor:
     return out
 
 
-def decode(heatmaps: np.ndarray, dark: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(B, K, H, W) heatmaps → keypoints in heatmap pixels (B, K, 2) and scores (B, K)."""
+def decode(heatmaps: np.ndarray, dark: bool = True, method: str = "official", udp: bool = False,
+           kernel: int = BLUR_KERNEL) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K, H, W) heatmaps → keypoints in heatmap pixels (B, K, 2) and scores (B, K).
+
+    `method`: "official" (the family's own post-processing; `udp` selects ViTPose's) or "guarded".
+    """
+    if method not in DECODINGS:
+        raise ValueError(f"unknown decoding '{method}'; use {' or '.join(DECODINGS)}")
     coords, maxvals = argmax_coords(heatmaps)
     if dark:
-        coords = dark_refine(heatmaps, coords)
+        if method == "guarded":
+            coords = dark_refine(heatmaps, coords, kernel, guarded=True)
+        elif udp:
+            coords = dark_udp_refine(heatmaps, coords, kernel)
+        else:
+            coords = dark_refine(heatmaps, coords, kernel)
     return coords, maxvals

@@ -16,6 +16,7 @@ from .record import LayerAttention
 from .transforms import Crop, apply_affine, denormalize
 
 MAP_KINDS = ("dependency", "affected")
+QUERIES = ("official", "geometric")
 
 
 @dataclass
@@ -30,6 +31,22 @@ class AttentionMap(figures.Displayable):
     keypoint: str | None
     explanation: "Explanation" = field(repr=False)
     special: np.ndarray | None = None  # values over special tokens (TokenPose's keypoint tokens)
+    token: int | None = None          # the queried token (index into special + visual tokens)
+    query: str = "geometric"          # how the token was chosen: "official" | "geometric" | "point"
+
+    @property
+    def token_cell(self) -> tuple[int, int] | None:
+        """(row, column) of the queried visual token on the grid; None for a special token."""
+        return self.explanation.token_cell(self.token)
+
+    @property
+    def token_label(self) -> str:
+        """The queried token as text: 'token r12 c9 (crop 100,76)', or 'keypoint token'."""
+        cell = self.token_cell
+        if cell is None:
+            return "keypoint token" if self.token is not None else ""
+        x, y = self.explanation.layout.token_center(self.token)
+        return f"token r{cell[0]} c{cell[1]} (crop {x:.0f},{y:.0f})"
 
     def on_crop(self) -> np.ndarray:
         """Bilinearly upsampled to the model input crop (as the official visualisation does)."""
@@ -53,7 +70,8 @@ class AttentionMap(figures.Displayable):
     def title(self) -> str:
         head = "mean of heads" if self.head is None else f"head {self.head}"
         what = self.keypoint or f"({self.query_crop[0]:.0f},{self.query_crop[1]:.0f})"
-        return f"{what} · layer {self.layer + 1} · {self.kind} · {head}"
+        token = f"\n{self.token_label}, {self.query} query" if self.token_cell is not None and self.keypoint else ""
+        return f"{what} · layer {self.layer + 1} · {self.kind} · {head}{token}"
 
     def plot(self, ax=None, where: str = "crop", colorbar: bool = True, title: str | None = None):
         """Draw the overlay on `ax` (a new figure if None); `where` is 'crop' or 'image'."""
@@ -96,6 +114,8 @@ class Explanation(figures.Displayable):
     layout: TokenLayout
     model_name: str = "model"
     keypoint_names: tuple[str, ...] = COCO_KEYPOINTS
+    keypoints_heatmap: np.ndarray | None = None   # (K, 2) decoded heatmap pixels (None: derived from the crop)
+    query_convention: str = "official"            # default of `query` below: "official" | "geometric"
 
     @property
     def keypoint_set(self) -> KeypointSet:
@@ -131,9 +151,17 @@ class Explanation(figures.Displayable):
             raise ValueError(f"layer {layer} out of range: the model has {n} encoder layers (0..{n - 1}, or -1)")
         return layer % n
 
-    def query(self, keypoint: str | int | None = None, point: tuple[float, float] | None = None
-              ) -> tuple[int, tuple[float, float], str | None]:
-        """(token index, crop point, keypoint name) of a keypoint's prediction or of a crop point."""
+    def query(self, keypoint: str | int | None = None, point: tuple[float, float] | None = None,
+              query: str | None = None) -> tuple[int, tuple[float, float], str | None]:
+        """(token index, crop point, keypoint name) of a keypoint's prediction or of a crop point.
+
+        A keypoint's visual token follows `query` (default `self.query_convention`):
+        "official" is TransPose's visualisation (visualize.py with its demo notebook): the heatmap-space
+        prediction x_hm goes to the input crop as 4·x_hm + 0.5 and to the token int(that / stride), rows
+        from y the same way; "geometric" is the token under the keypoint's crop position (the prediction
+        mapped through the image with the crop's affine). Both are clamped to the grid. A crop `point`
+        always takes the token under it; TokenPose's keypoints query their own keypoint token.
+        """
         if (keypoint is None) == (point is None):
             raise ValueError("give exactly one of keypoint or point")
         if point is not None:
@@ -141,10 +169,51 @@ class Explanation(figures.Displayable):
             return self.layout.token_at(x, y), (x, y), None
         k = self.keypoint(keypoint)
         x, y = (float(v) for v in self.keypoints_crop[k])
+        name = self.keypoint_names[k]
         special = self.layout.special
-        if special and self.keypoint_names[k] in special:   # TokenPose: the keypoint token itself
-            return special.index(self.keypoint_names[k]), (x, y), self.keypoint_names[k]
-        return self.layout.token_at(x, y), (x, y), self.keypoint_names[k]
+        if special and name in special:   # TokenPose: the keypoint token itself
+            return special.index(name), (x, y), name
+        query = self.query_convention if query is None else query
+        if query == "geometric":
+            return self.layout.token_at(x, y), (x, y), name
+        if query != "official":
+            raise ValueError(f"unknown query '{query}'; use {' or '.join(QUERIES)}")
+        return self.official_token(k), (x, y), name
+
+    def official_token(self, k: int) -> int:
+        """The token TransPose's visualisation queries for keypoint `k` (see `query`)."""
+        hx, hy = self._heatmap_point(k)
+        h, w = self.input_size
+        ratio = h / self.heatmaps.shape[-2]          # 4: the official code's fixed input/heatmap factor
+        gh, gw = self.layout.grid
+        down = h // gh                               # official: input height // grid height, for x and y
+        col = min(max(int((ratio * hx + 0.5) / down), 0), gw - 1)
+        row = min(max(int((ratio * hy + 0.5) / down), 0), gh - 1)
+        return len(self.layout.special) + row * gw + col
+
+    def _heatmap_point(self, k: int) -> tuple[float, float]:
+        if self.keypoints_heatmap is not None:
+            return tuple(float(v) for v in self.keypoints_heatmap[k])
+        image = apply_affine(self.keypoints_crop[k], self.crop.from_crop)
+        return tuple(float(v) for v in apply_affine(image, self.crop.to_heatmap))
+
+    def token_cell(self, token: int | None) -> tuple[int, int] | None:
+        """(row, column) of a visual token; None for a special token (or None)."""
+        ns = len(self.layout.special)
+        if token is None or token < ns:
+            return None
+        return divmod(token - ns, self.layout.grid[1])
+
+    def query_info(self, keypoint: str | int, query: str | None = None) -> dict:
+        """Which token a keypoint's maps query, for JSON outputs: convention, token index, grid row and
+        column, the token's centre and the keypoint, in crop pixels."""
+        token, (x, y), name = self.query(keypoint, query=query)
+        cell = self.token_cell(token)
+        if cell is None:
+            return {"keypoint": name, "query": "keypoint token", "token": token, "keypoint_crop": [x, y]}
+        cx, cy = self.layout.token_center(token)
+        return {"keypoint": name, "query": self.query_convention if query is None else query, "token": token,
+                "row": cell[0], "col": cell[1], "token_center_crop": [cx, cy], "keypoint_crop": [x, y]}
 
     def _vector(self, kind: str, token: int, layer: int, head: int | None) -> torch.Tensor:
         att = self.attention[self.layer_index(layer)]
@@ -161,22 +230,25 @@ class Explanation(figures.Displayable):
         return v[head]
 
     def attention_map(self, kind: str, keypoint: str | int | None = None, layer: int = -1,
-                      head: int | None = None, point: tuple[float, float] | None = None) -> AttentionMap:
-        token, xy, name = self.query(keypoint, point)
+                      head: int | None = None, point: tuple[float, float] | None = None,
+                      query: str | None = None) -> AttentionMap:
+        """A keypoint's (or crop point's) attention row or column; `query` as in `query`."""
+        token, xy, name = self.query(keypoint, point, query)
         v = self._vector(kind, token, layer, head).float().numpy()
         ns = len(self.layout.special)
+        how = "point" if point is not None else self.query_convention if query is None else query
         return AttentionMap(v[ns:].reshape(self.layout.grid), kind, self.layer_index(layer), head, xy, name, self,
-                            special=v[:ns] if ns else None)
+                            special=v[:ns] if ns else None, token=token, query=how)
 
     def dependency(self, keypoint: str | int | None = None, layer: int = -1, head: int | None = None,
-                   point: tuple[float, float] | None = None) -> AttentionMap:
+                   point: tuple[float, float] | None = None, query: str | None = None) -> AttentionMap:
         """Where the prediction at `keypoint` (or crop `point`) looks: its attention row."""
-        return self.attention_map("dependency", keypoint, layer, head, point)
+        return self.attention_map("dependency", keypoint, layer, head, point, query)
 
     def affected(self, keypoint: str | int | None = None, layer: int = -1, head: int | None = None,
-                 point: tuple[float, float] | None = None) -> AttentionMap:
+                 point: tuple[float, float] | None = None, query: str | None = None) -> AttentionMap:
         """Which positions the token under `keypoint` influences: its attention column."""
-        return self.attention_map("affected", keypoint, layer, head, point)
+        return self.attention_map("affected", keypoint, layer, head, point, query)
 
     def keypoint_attention(self, layer: int = -1, head: int | None = None):
         """TokenPose: how the keypoint tokens attend to each other at `layer` (a K x K `KeypointAttention`)."""
@@ -209,10 +281,13 @@ class Explanation(figures.Displayable):
                 figures.pose_panel(ax, background, pose, title=self.model_name, keypoints_set=self.keypoint_set)
                 continue
             m = self.attention_map(kind, panel[0], panel[1], head)
-            m.plot(ax, where=where, colorbar=True, title=f"{m.keypoint} · L{panel[1] + 1}")
+            cell = m.token_cell
+            tok = f" · r{cell[0]}c{cell[1]}" if cell is not None else ""
+            m.plot(ax, where=where, colorbar=True, title=f"{m.keypoint} · L{panel[1] + 1}{tok}")
         for ax in cells[len(slots):]:
             ax.set_axis_off()
-        fig.suptitle(f"{kind} maps ({'mean of heads' if head is None else f'head {head}'})", fontsize=10)
+        query = "" if self.layout.special else f"; rNcM: the queried token, {self.query_convention} convention"
+        fig.suptitle(f"{kind} maps ({'mean of heads' if head is None else f'head {head}'}{query})", fontsize=10)
         return fig
 
     def layers(self, keypoint: str | int, kind: str = "dependency", head: int | None = None):

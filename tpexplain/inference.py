@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .decode import decode, flip_back
+from .decode import BLUR_KERNEL, decode, flip_back
 from .keypoints import FLIP_PAIRS
+from .models.vitpose import ViTPose
 from .transforms import Crop, apply_affine, box_to_center_scale, crop_image, to_tensor
 
 
@@ -21,6 +22,7 @@ class Poses:
     heatmaps: torch.Tensor        # (B, K, h, w), flip-averaged when the flip test ran
     keypoints: np.ndarray         # (B, K, 3) x, y in image pixels and the peak value as score
     keypoints_crop: np.ndarray    # (B, K, 2) the same points in input-crop pixels
+    keypoints_heatmap: np.ndarray | None = None  # (B, K, 2) as decoded, in heatmap pixels
 
 
 def input_size(model: nn.Module) -> tuple[int, int]:
@@ -51,29 +53,39 @@ def forward_heatmaps(model: nn.Module, x: torch.Tensor, flip: bool = True) -> to
     return 0.5 * (out[:b] + flip_back(out[b:], getattr(model, "flip_pairs", FLIP_PAIRS)))
 
 
-def heatmaps_to_keypoints(heatmaps: torch.Tensor, crops: list[Crop], dark: bool = True
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """(image keypoints (B, K, 3) with scores, crop keypoints (B, K, 2))."""
-    coords, scores = decode(heatmaps.float().cpu().numpy(), dark=dark)
+def uses_udp(model: nn.Module) -> bool:
+    """Whether the model's official decoding is mmpose's UDP-DARK (ViTPose) rather than `get_final_preds`."""
+    return isinstance(model, ViTPose)
+
+
+def heatmaps_to_keypoints(heatmaps: torch.Tensor, crops: list[Crop], dark: bool = True, decode_method: str =
+                          "official", udp: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image keypoints (B, K, 3) with scores, crop keypoints (B, K, 2), heatmap keypoints (B, K, 2))."""
+    coords, scores = decode(heatmaps.float().cpu().numpy(), dark=dark, method=decode_method, udp=udp,
+                            kernel=BLUR_KERNEL)
     image_kp = np.zeros(coords.shape[:2] + (3,), np.float32)
     crop_kp = np.zeros(coords.shape, np.float32)
     for i, crop in enumerate(crops):
         image_kp[i, :, :2] = apply_affine(coords[i], crop.from_heatmap)
         crop_kp[i] = apply_affine(image_kp[i, :, :2], crop.to_crop)
     image_kp[..., 2] = scores
-    return image_kp, crop_kp
+    return image_kp, crop_kp, coords
 
 
-def predict(model: nn.Module, image: np.ndarray, boxes: list | None = None, flip: bool = True) -> Poses:
-    """Poses of the people in `boxes` (default: the whole image as one box)."""
+def predict(model: nn.Module, image: np.ndarray, boxes: list | None = None, flip: bool = True,
+            decode: str = "official") -> Poses:
+    """Poses of the people in `boxes` (default: the whole image as one box).
+
+    `decode`: "official" (the model family's own post-processing) or "guarded" (docs/fidelity.md).
+    """
     if boxes is None:
         boxes = [(0, 0, image.shape[1], image.shape[0])]
     size = input_size(model)
     crops, x = make_crops(image, boxes, size, heatmap_size(model))
     param = next(model.parameters())
     heatmaps = forward_heatmaps(model, x.to(param.device), flip)
-    kp, kp_crop = heatmaps_to_keypoints(heatmaps, crops)
-    return Poses(crops, x, heatmaps, kp, kp_crop)
+    kp, kp_crop, kp_hm = heatmaps_to_keypoints(heatmaps, crops, decode_method=decode, udp=uses_udp(model))
+    return Poses(crops, x, heatmaps, kp, kp_crop, kp_hm)
 
 
 def heatmap_size(model: nn.Module) -> tuple[int, int]:

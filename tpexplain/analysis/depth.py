@@ -150,6 +150,7 @@ class LayerStudy(Result):
                 "layers": ex.num_layers, "tokens": list(ex.layout.grid), "stride": list(ex.layout.stride),
                 "person_size_px": self.person_size_px,
                 "person_size_rule": "diagonal of the predicted keypoints' box, crop pixels",
+                "queries": [ex.query_info(k) for k in self.keypoints],
                 "metrics": self.metrics}
 
     def figure(self, where: str = "crop"):

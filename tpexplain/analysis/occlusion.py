@@ -55,6 +55,8 @@ class OcclusionStudy(Result):
         out["mass_shift"] = {r: self.masses_after[r] - self.masses_before[r] for r in REGIONS}
         out["hidden_pixels"] = int(self.mask.sum())
         out["model"] = self.before.model_name
+        out["query_before"] = self.before.query_info(self.keypoint)   # the token the dependency maps use
+        out["query_after"] = self.after.query_info(self.keypoint)
         if self.symmetric is not None:
             out["symmetric"] = dict(self.symmetric)
         return out

@@ -25,18 +25,20 @@ class FigureOptions:
     region: tuple[float, float, float, float] | None = None  # occlusion: box to hide (image pixels)
     fill: str = "mean"                            # occlusion: mean | blur | noise
     flip: bool = True
+    decode: str = "official"                      # keypoint decoding: official | guarded
+    query: str = "official"                       # attention, layers: a keypoint's token, official | geometric
     dpi: int = 120
     format: str = "png"
 
     def signature(self, kind: str) -> dict:
         """The options that determine `kind`'s output (stored in the manifest)."""
-        common = {"flip": self.flip, "dpi": self.dpi, "format": self.format}
+        common = {"flip": self.flip, "decode": self.decode, "dpi": self.dpi, "format": self.format}
         keypoints = self.keypoints if isinstance(self.keypoints, str) else list(self.keypoints)
         if kind == "attention":
             own = {"keypoints": keypoints, "layers": self.layers, "mode": self.mode,
-                   "head": self.head, "where": self.where}
+                   "head": self.head, "where": self.where, "query": self.query}
         elif kind == "layers":
-            own = {"keypoints": keypoints, "head": self.head}
+            own = {"keypoints": keypoints, "head": self.head, "query": self.query}
         elif kind == "occlusion":
             own = {"keypoint": self.occlusion_keypoint, "part": self.part,
                    "region": list(self.region) if self.region else None, "fill": self.fill}

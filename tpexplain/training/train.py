@@ -1,7 +1,9 @@
 """`tpexplain train`: the HRNet/TransPose recipe, sized for CPUs.
 
 Joints MSE with target weights, Adam with linear warm-up and cosine decay, channels_last convolutions,
-attention dropout 0 (on CPU attention dropout takes a path ~10x slower; see docs/model_zoo.md).
+each zoo model's own dropout (its manifest config: TransPose 0.1 in attention and residuals as the official
+configs; TokenPose none; ViTPose drop path), except the bundled default model's recipe: dropout 0 (on CPU
+attention dropout takes a path ~10x slower; see docs/model_zoo.md and docs/fidelity.md).
 Checkpoints are written atomically every `save_every` iterations; `resume=True` continues a run.
 """
 from __future__ import annotations
