@@ -31,6 +31,7 @@ that succeeded before). The full list takes about 5 minutes per side on 2 cores.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -89,7 +90,7 @@ finally:
         sys.stderr.write("compare_revisions: modules imported from outside %s: %s\\n" % (root, outside()))
         os._exit(3)
 """
-NOT_COMPARED = frozenset({"stderr.txt", "rc.txt", "seconds.txt", "args.json"})   # the runner's own files
+NOT_COMPARED = frozenset({"stderr.txt", "rc.txt", "seconds.txt", "args.json", "state.txt"})   # the runner's own files
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -119,7 +120,7 @@ def probe(python: str, env: dict, cwd: Path) -> str:
 
 
 def run(python: str, args: list[str], folder: Path, env: dict, reuse: bool, timeout: float) -> tuple[int, float]:
-    """Run one command in `folder` (emptied first): (exit status, seconds)."""
+    """Run one command in `folder` (emptied first): (exit status, seconds); the checkout's state in state.txt."""
     rc_file, args_file = folder / "rc.txt", folder / "args.json"
     if (reuse and rc_file.exists() and rc_file.read_text().strip() == "0" and args_file.exists()
             and json.loads(args_file.read_text()) == args):
@@ -127,6 +128,7 @@ def run(python: str, args: list[str], folder: Path, env: dict, reuse: bool, time
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     args_file.write_text(json.dumps(args))
+    (folder / "state.txt").write_text(_describe(Path(env["TPEXPLAIN_COMPARE_ROOT"])) + "\n")
     t = time.perf_counter()
     with open(folder / "stdout.txt", "w") as so, open(folder / "stderr.txt", "w") as se:
         try:
@@ -209,8 +211,10 @@ def compare(roots: dict[str, Path], commands, python: str, out: Path, tmp: Path,
         for side in ("base", "head"):
             rc, sec = run(python, args, out / side / name, envs[side], opts.reuse, opts.timeout)
             status[side] = rc
-            print(f"  {name:<20} {side}: exit {rc} in {sec:.0f} s" + (f" ({last_error(out / side / name)})"
-                                                                       if rc else ""), flush=True)
+            state_file = out / side / name / "state.txt"
+            state = state_file.read_text().strip() if state_file.exists() else "?"
+            print(f"  {name:<20} {side}: exit {rc} in {sec:.0f} s [{state}]"
+                  + (f" ({last_error(out / side / name)})" if rc else ""), flush=True)
         if status["base"] and status["head"]:
             msgs = {side: last_error(out / side / name) for side in status}
             skipped.append(f"{name}: fails on both sides (base: {msgs['base']}; head: {msgs['head']})")
@@ -248,10 +252,15 @@ def compare(roots: dict[str, Path], commands, python: str, out: Path, tmp: Path,
 
 
 def _describe(root: Path) -> str:
+    """The checkout's commit, and a digest of its uncommitted changes (a working tree may change during a run)."""
     try:
         rev = _git("rev-parse", "--short", "HEAD", cwd=root)
-        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=root)
-        return f"{rev}{' + uncommitted changes' if dirty else ''}"
+        changes = subprocess.run(["git", "diff", "HEAD"], cwd=root, check=True, capture_output=True).stdout
+        untracked = _git("ls-files", "--others", "--exclude-standard", "--", "tpexplain", cwd=root)
+        if not changes and not untracked:
+            return rev
+        digest = hashlib.sha1(changes + untracked.encode()).hexdigest()[:8]
+        return f"{rev} + uncommitted changes {digest}"
     except (subprocess.CalledProcessError, FileNotFoundError):
         return "not a git checkout"
 
