@@ -44,6 +44,7 @@ def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str) 
         if "error" in _WORKER:
             raise RuntimeError(_WORKER["error"])
         pm = _WORKER["model"]
+        pm.decode = options.decode      # also what the occlusion study's own passes use
         from ..io import parse_bbox, read_image
         image = read_image(item.image)
         box = parse_bbox(",".join(map(str, item.bbox)), image.shape) if item.bbox else None
@@ -51,7 +52,7 @@ def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str) 
         ex = None
         if any(k in ("attention", "layers") for k in kinds):
             t = time.perf_counter()
-            ex = pm.explain(image, bbox=box, flip=options.flip)
+            ex = pm.explain(image, bbox=box, flip=options.flip, query=options.query)
             t_explain = time.perf_counter() - t
         else:
             t_explain = 0.0

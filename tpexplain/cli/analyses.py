@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .options import box_option, figure_options, keypoint_tag, model_options, parse_keypoints
+from .options import box_option, figure_options, keypoint_tag, model_options, parse_keypoints, query
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 log = logging.getLogger(__name__)
@@ -62,8 +62,9 @@ def _write_all(paths: tuple[Path, Path, Path], fig, write_csv, write_json) -> No
               help="Radius (crop pixels) for the near-query mass (default: a tenth of the person's size).")
 @click.option("--on", "where", type=click.Choice(["crop", "image"]), default="crop", show_default=True,
               help="Draw over the model's input crop or the original image.")
+@query
 @figure_options
-def layers(image, keypoint, head, radius, where, model_name, weights, flip, bbox, out):
+def layers(image, keypoint, head, radius, where, query, model_name, weights, flip, decode, bbox, out):
     """How a keypoint's dependency map changes with depth: maps per layer, entropy, distance, local mass."""
     from ..analysis.depth import layer_study
     from ..api import load
@@ -71,7 +72,7 @@ def layers(image, keypoint, head, radius, where, model_name, weights, flip, bbox
     tag = keypoint_tag(keypoints, model_name)
     paths = _outputs(out, f"{Path(image).stem}_{tag}_layers_{model_name}.png")
     img, box = _read(image, bbox)
-    ex = load(model_name, weights).explain(img, bbox=box, flip=flip)
+    ex = load(model_name, weights, decode=decode).explain(img, bbox=box, flip=flip, query=query)
     study = layer_study(ex, keypoints, head=head, radius=radius)
     _write_all(paths, study.figure(where), study.to_csv, study.to_json)
     click.echo(study.table())
@@ -102,7 +103,7 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise fill.")
 @figure_options
 def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, stride, batch_size, seed,
-              model_name, weights, flip, bbox, out):
+              model_name, weights, flip, decode, bbox, out):
     """Hide a region or body part and compare the prediction and its dependencies (or --sweep, --symmetric)."""
     from ..analysis.occlusion import occlusion_study, symmetric_study
     from ..analysis.sensitivity import occlusion_sensitivity
@@ -119,7 +120,7 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
     tag = keypoint_tag(keypoints, model_name)
     paths = _outputs(out, f"{Path(image).stem}_{tag}_{what}_{model_name}.png")
     img, box = _read(image, bbox)
-    pm = load(model_name, weights)
+    pm = load(model_name, weights, decode=decode)
 
     if sweep:
         sm = occlusion_sensitivity(pm, img, bbox=box, window=window, stride=stride, fill=fill,
@@ -169,7 +170,7 @@ def _command_line() -> str | None:
               help="People for the costly occlusion and randomisation parts (0: skip them); about 10 s "
                    "each for the default model, minutes each for TP-H models.")
 @model_options
-def findings(coco, images, synthetic, seed, out, model_name, weights, max_people, occlusion_people, flip):
+def findings(coco, images, synthetic, seed, out, model_name, weights, max_people, occlusion_people, flip, decode):
     """Measure the TransPose paper's claims over many people: OUT/report.md, report.html, figures/, findings.json."""
     from ..analysis.findings import check_report_dir, read_people, synthetic_findings
     from ..analysis.findings import findings as run
@@ -181,7 +182,7 @@ def findings(coco, images, synthetic, seed, out, model_name, weights, max_people
     if synthetic is None:
         read_people(coco, images, 1)          # a missing file or a bad annotation file fails before loading
     check_report_dir(out)
-    pm = load(model_name, weights)
+    pm = load(model_name, weights, decode=decode)
     kwargs = {"max_people": max_people, "occlusion_people": occlusion_people, "flip": flip, "seed": seed,
               "command": _command_line()}
     if synthetic is not None:

@@ -5,7 +5,7 @@ import logging
 
 import click
 
-from .options import box_option, model_options, parse_keypoints
+from .options import box_option, model_options, parse_keypoints, query
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 @box_option("--region", "occlusion: image box to hide instead of a part.")
 @click.option("--fill", type=click.Choice(["mean", "blur", "noise"]), default="mean", show_default=True,
               help="occlusion: what the hidden region is filled with.")
+@query
 @model_options
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: every core).")
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 @click.option("--no-progress", is_flag=True, help="No progress bar (-q also hides it).")
 @click.pass_context
 def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, mode, head, where, occlude_keypoint,
-          part, region, fill, model_name, weights, flip, jobs, dpi, fmt, force, no_progress):
+          part, region, fill, query, model_name, weights, flip, decode, jobs, dpi, fmt, force, no_progress):
     """Figures for every image of FOLDER (whole, or per --boxes) or every person of a --coco file.
 
     Resumable: a re-run skips complete outputs. Writes OUT/manifest.jsonl and OUT/index.html; the exit
@@ -64,7 +65,7 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
     figure_options = FigureOptions(
         keypoints=tuple(keypoints), layers=layer, mode=mode, head=head, where=where,
         occlusion_keypoint=occluded[0], part=part, region=parse_bbox(region) if region else None, fill=fill,
-        flip=flip, dpi=dpi, format=fmt)
+        flip=flip, decode=decode, query=query, dpi=dpi, format=fmt)
     summary = run_batch(items, figures.split(","), out_dir, model_name, weights, jobs, figure_options,
                         force=force, progress=not no_progress)
     log.info(str(summary))

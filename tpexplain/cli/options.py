@@ -16,6 +16,13 @@ weights = click.option("--weights", default=None, type=click.Path(),
                        help="Checkpoint file (default: the zoo's; 'random' for seeded random weights).")
 flip = click.option("--flip/--no-flip", default=True, show_default=True,
                     help="Flip test: average with the mirrored input's heatmaps.")
+decode = click.option("--decode", type=click.Choice(["official", "guarded"]), default="official", show_default=True,
+                      help="Keypoint decoding: the model family's official DARK post-processing, or DARK that "
+                           "keeps the argmax when the step is over a pixel (docs/fidelity.md).")
+query = click.option("--query", type=click.Choice(["official", "geometric"]), default="official",
+                     show_default=True,
+                     help="A keypoint's query token: TransPose's visualisation (int((4·x_hm+0.5)/stride)), or the "
+                          "token under the keypoint in the crop (docs/fidelity.md).")
 
 
 def _check_box(ctx, param, value: str | None) -> str | None:
@@ -37,8 +44,8 @@ out_file = click.option("-o", "--out", "out", type=click.Path(dir_okay=False), d
 
 
 def model_options(f):
-    """--model, --weights and --flip/--no-flip: every command that runs a model."""
-    return model(weights(flip(f)))
+    """--model, --weights, --flip/--no-flip and --decode: every command that runs a model."""
+    return model(weights(flip(decode(f))))
 
 
 def figure_options(f):
@@ -102,7 +109,7 @@ def parse_layers(text: str, num_layers: int, option: str = "--layer") -> list[in
 
 
 def prepare(image: str, model_name: str, weights: str | None, bbox: str | None, out: str | None,
-            default_out: str):
+            default_out: str, decode: str = "official"):
     """Check the output path and read the image (cheap, so first), then load the model.
 
     Returns (pose_model, image, box, out_path).
@@ -112,4 +119,4 @@ def prepare(image: str, model_name: str, weights: str | None, bbox: str | None, 
     out_path = check_writable(out or default_out)
     img = read_image(image)
     box = parse_bbox(bbox, img.shape) if bbox else None
-    return load(model_name, weights), img, box, out_path
+    return load(model_name, weights, decode=decode), img, box, out_path

@@ -60,7 +60,7 @@ def train(model_name, coco, images, iters, batch_size, lr, warmup, seed, workers
 @click.option("--per-keypoint", is_flag=True,
               help="Also print, per keypoint type, the mean OKS of visible and occluded labels and the "
                    "left/right swap rate (ground-truth boxes).")
-def evaluate(coco, images, detections, model_name, weights, flip, per_keypoint):
+def evaluate(coco, images, detections, model_name, weights, flip, decode, per_keypoint):
     """COCO keypoint AP as the official TransPose/HRNet validation; the last line is AP=<value>."""
     from ..api import load
     from ..training.evaluate import breakdown_table
@@ -69,7 +69,7 @@ def evaluate(coco, images, detections, model_name, weights, flip, per_keypoint):
     for p, what in ((coco, "annotation file"), (images, "image folder"), (detections, "detections file")):
         if p is not None and not Path(p).exists():
             raise ValueError(f"{what} not found: {p}")
-    m = run(load(model_name, weights), coco, images, flip=flip, detections=detections)
+    m = run(load(model_name, weights, decode=decode), coco, images, flip=flip, detections=detections)
     click.echo(m["summary"])
     if per_keypoint and "per_keypoint" in m:
         click.echo(breakdown_table(m["per_keypoint"]))
