@@ -200,3 +200,44 @@ def test_new_weights_in_the_same_file_redo_the_figures(coco_dir, small_weights, 
     torch.manual_seed(7)
     torch.save(zoo.build("default").state_dict(), weights)     # retrained: same name, other weights
     assert run().made == 1
+
+
+def test_resume_checks_that_each_output_is_the_file_its_row_describes(coco_dir, small_weights, tmp_path):
+    import hashlib
+    item = Item(str(coco_dir / "000000000785.jpg"), "box0", (280.79, 44.73, 218.7, 346.68))
+    out = tmp_path / "o"
+    opts = FigureOptions(keypoints=("l_ankle",), dpi=40)
+
+    def run(it):
+        return run_batch([it], ["attention"], out, weights=str(small_weights), jobs=1, options=opts, progress=False)
+
+    assert run(item).made == 1
+    figure = out / "000000000785_box0_attention.png"
+    made = figure.read_bytes()
+    row = read_manifest(out / "manifest.jsonl")[0]
+    assert (row["bytes"], row["sha256"]) == (len(made), hashlib.sha256(made).hexdigest())
+    assert row["bbox"] == [280.79, 44.73, 218.7, 346.68]
+    assert run(item).skipped == 1
+    # the same size, other bytes: not the file the row describes, redone
+    figure.write_bytes(made[:-20] + bytes(20))
+    assert run(item).made == 1 and figure.read_bytes() == made
+    # a folder or a link where the figure was: redone (the link itself replaced, its target untouched)
+    figure.unlink()
+    (tmp_path / "elsewhere.png").write_bytes(made)
+    figure.symlink_to(tmp_path / "elsewhere.png")
+    assert run(item).made == 1 and not figure.is_symlink() and (tmp_path / "elsewhere.png").read_bytes() == made
+    # the box changed in the annotation file: the same output name, another figure
+    moved = Item(item.image, item.person, (270.0, 40.0, 220.0, 350.0))
+    assert run(moved).made == 1 and run(moved).skipped == 1
+    # rows edited by hand: ignored when not of the manifest's shape, redone when they do not describe the file
+    good = read_manifest(out / "manifest.jsonl")[-1]
+    with open(out / "manifest.jsonl", "a") as fh:
+        for bad in ({"output": ["x"]}, {"output": "../" + good["output"]}, {"bbox": ["a", 1, 2, 3]},
+                    {"figure": 3}, {"input": None}):
+            fh.write(json.dumps({**good, **bad}) + "\n")
+    assert run(moved).skipped == 1
+    with open(out / "manifest.jsonl", "a") as fh:
+        fh.write(json.dumps({**good, "sha256": None}) + "\n")           # a row from an older version
+    assert run(moved).made == 1
+    rows = read_manifest(out / "manifest.jsonl")
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["bbox"] == [270.0, 40.0, 220.0, 350.0]

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,6 +30,8 @@ def person_rows(item: Item, kinds: list[str], options: FigureOptions, error: str
 
 def append_rows(path: Path, rows: list[dict], model: str, weights: str | None, checkpoint: str) -> None:
     """Add rows (with the model that made them) to the manifest, on disk before returning."""
+    if not rows:
+        return
     with open(path, "a") as fh:
         for r in rows:
             r["model"], r["weights"], r["checkpoint"] = model, weights, checkpoint
@@ -37,9 +41,10 @@ def append_rows(path: Path, rows: list[dict], model: str, weights: str | None, c
 
 
 def read_manifest(path: str | Path) -> list[dict]:
-    """The rows of a manifest; a line cut short by an interrupted run is ignored."""
+    """The rows of a manifest; a line cut short by an interrupted run, or a row not of the manifest's shape
+    (edited by hand, another tool's), is ignored."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         return []
     rows = []
     for line in path.read_text(errors="replace").splitlines():
@@ -47,9 +52,22 @@ def read_manifest(path: str | Path) -> list[dict]:
             row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(row, dict) and "output" in row:
+        if _well_formed(row):
             rows.append(row)
     return rows
+
+
+def _well_formed(row) -> bool:
+    fields = ("input", "person", "figure", "output")
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in fields):
+        return False
+    output = row["output"]
+    # an output is a plain file name inside the output folder
+    if not output or output in (".", "..") or "/" in output or "\\" in output or "\0" in output:
+        return False
+    box = row.get("bbox")
+    return box is None or (isinstance(box, list) and len(box) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box))
 
 
 def latest(rows: Iterable[dict]) -> dict[str, dict]:
@@ -62,12 +80,38 @@ def compacted(path: Path) -> list[dict]:
     return sorted(latest(read_manifest(path)).values(), key=lambda r: (r["input"], r["person"], r["output"]))
 
 
-def is_complete(row: dict | None, out_dir: Path, signature: dict, model: str, checkpoint: str) -> bool:
-    """Whether an output needs no work: written (atomically, so whole) and recorded ok with these options
-    by this model with these very weights."""
-    return (row is not None and row.get("status") == "ok" and row.get("options") == signature
-            and row.get("model") == model and row.get("checkpoint") == checkpoint
-            and (out_dir / row["output"]).is_file())
+def is_complete(row: dict | None, out_dir: Path, item: Item, signature: dict, model: str, checkpoint: str) -> bool:
+    """Whether an output needs no work: recorded ok for this very person (image and box) with these options,
+    by this model with these very weights, and the file on disk is the one the row describes (its size
+    and SHA-256). Anything else is redone."""
+    if row is None or row.get("status") != "ok":
+        return False
+    if (row.get("input") != item.image or row.get("person") != item.person
+            or row.get("bbox") != (list(item.bbox) if item.bbox else None)):
+        return False
+    if row.get("options") != signature or row.get("model") != model or row.get("checkpoint") != checkpoint:
+        return False
+    path = out_dir / row["output"]
+    if not isinstance(row.get("bytes"), int) or not isinstance(row.get("sha256"), str):
+        return False            # a row from before outputs were fingerprinted: redone once
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode) or path.lstat().st_size != row["bytes"]:
+            return False
+        return file_digest(path) == (row["bytes"], row["sha256"])
+    except OSError:
+        return False
+
+
+def file_digest(path: str | Path) -> tuple[int, str]:
+    """(size in bytes, SHA-256 hex) of a file."""
+    import hashlib
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()
 
 
 def checkpoint_fingerprint(model_name: str, weights: str | None) -> str:

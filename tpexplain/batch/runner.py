@@ -16,24 +16,26 @@ from .inputs import Item
 from .manifest import (MANIFEST, append_rows, checkpoint_fingerprint, clean_stale_temporaries, compacted,
                        is_complete, latest, output_name, read_manifest)
 from .options import FigureOptions, check_kinds, resolve_layers
-from .workers import Task, run_in_process, run_pool
+from .workers import MAX_RETRIES, Task, run_in_process, run_pool
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class BatchSummary:
-    """What a run did. `failures` lists (input, person, figure, error)."""
+    """What a run did. `failures` lists (input, person, figure, error); `retried` lists (input, person, why)
+    for each person tried again on a fresh worker after its worker died."""
 
     persons: int = 0
     made: int = 0
     skipped: int = 0
     failed: int = 0
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
+    retried: list[tuple[str, str, str]] = field(default_factory=list)
     seconds: float = 0.0
     out_dir: str = ""
     manifest: str = ""
-    index: str = ""
+    index: str = ""             # "" when nothing was written (every figure failed)
     interrupted: bool = False
 
     @property
@@ -45,7 +47,12 @@ class BatchSummary:
                 f"{self.failed} failed")
         if self.failed:
             text += f" ({self.failed_inputs} person{'s' if self.failed_inputs != 1 else ''})"
-        text += f" in {self.seconds:.1f}s; gallery {self.index}"
+        if self.retried:
+            people = len({(r[0], r[1]) for r in self.retried})
+            text += (f"; {len(self.retried)} retr{'ies' if len(self.retried) != 1 else 'y'} of {people} "
+                     f"person{'s' if people != 1 else ''} after a worker died")
+        text += f" in {self.seconds:.1f}s; " + (f"gallery {self.index}" if self.index else
+                                                 f"nothing written to {self.out_dir}")
         return ("interrupted: " if self.interrupted else "") + text
 
     def _repr_html_(self) -> str:
@@ -58,19 +65,21 @@ class BatchSummary:
 
 def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, model_name: str = "default",
               weights: str | None = None, jobs: int | None = None, options: FigureOptions | None = None,
-              force: bool = False, progress: bool = True) -> BatchSummary:
+              force: bool = False, progress: bool = True, max_retries: int = MAX_RETRIES) -> BatchSummary:
     """Make each figure kind for each person into `out_dir`, skipping outputs that are already complete.
 
-    `jobs` worker processes (default: every core) each load the model once. Writes `manifest.jsonl` and
-    `index.html` into `out_dir`. Failures are logged and counted in the summary, never raised. Progress
-    (`progress=False`: none) and messages go to the "tpexplain" logger.
+    The model, its weights and the options are checked once, before any worker starts or `out_dir` is
+    touched: a run that cannot start raises and leaves `out_dir` as it was. `jobs` worker processes
+    (default: every core) each load the model once; a person whose worker dies is tried again on a fresh
+    worker (at most `max_retries` times). Writes `manifest.jsonl` and `index.html` into `out_dir`, except
+    when every figure tried failed and none was up to date: then `out_dir` is left as it was (a folder this
+    run created is removed) and the failures are only reported. Failures are logged and counted in the
+    summary, never raised. Progress (`progress=False`: none) and messages go to the "tpexplain" logger.
     """
     t_start = time.monotonic()
     kinds = check_kinds(figures)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise ValueError(f"output folder is not writable: {out}")
+    _check_out_dir(out)
     weights = str(weights) if weights is not None else None
     options = (options or FigureOptions()).for_model(model_name)
 
@@ -85,45 +94,63 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
         for kind in kinds:
             name = output_name(it, kind, options)
             names.add(name)
-            if not force and is_complete(previous.get(name), out, options.signature(kind), model_name, checkpoint):
+            if not force and is_complete(previous.get(name), out, it, options.signature(kind), model_name,
+                                         checkpoint):
                 skipped += 1
             else:
                 pending.append(kind)
         if pending:
             todo.append((it, pending))
-    clean_stale_temporaries(out, names | {MANIFEST, INDEX})
+    # everything that would fail for every person fails here, before the output folder is touched
+    model = _check_model(model_name, weights, options, kinds) if todo else None
 
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out, names | {MANIFEST, INDEX})
     summary = BatchSummary(persons=len(items), skipped=skipped, out_dir=str(out), manifest=str(manifest_path),
                            index=str(out / INDEX))
     if skipped:
         log.info(f"{skipped} figure{'s' if skipped != 1 else ''} already complete in {out}: skipped")
-    if todo:
-        _check_model(model_name, weights, options, kinds)
+    failed_rows: list[dict] = []    # written at the end, and only if the run made or kept something
 
     with progress_bar(len(todo), desc="batch", unit="persons", enabled=progress and bool(todo)) as bar:
         def record(rows: list[dict]) -> None:
-            append_rows(manifest_path, rows, model_name, weights, checkpoint)
+            # a made figure is on record at once, so a run killed later still skips it when resumed
+            append_rows(manifest_path, [r for r in rows if r["status"] == "ok"], model_name, weights, checkpoint)
             failed = 0
             for r in rows:
                 if r["status"] == "ok":
                     summary.made += 1
                 else:
                     failed += 1
+                    failed_rows.append(r)
                     summary.failed += 1
                     summary.failures.append((r["input"], r["person"], r["figure"], r["error"] or "?"))
                     log.warning(f"failed: {r['input']} ({r['person']}, {r['figure']}): {r['error']}")
             bar.update(1, failed=1 if failed else 0)
 
+        def retry(item: Item, reason: str, attempt: int, allowed: int) -> None:
+            summary.retried.append((item.image, item.person, reason))
+            log.warning(f"worker {reason} while on {item.image} ({item.person}): trying again on a fresh worker "
+                        f"(attempt {attempt} of {allowed})")
+
         jobs = max(1, min(jobs or available_cores(), len(todo) or 1))
         try:
             if todo and jobs == 1:
-                run_in_process(todo, options, out, model_name, weights, record)
+                run_in_process(todo, options, out, model_name, weights, record, model=model)
             elif todo:
-                run_pool(todo, options, out, model_name, weights, jobs, record)
+                model = None        # checked; each worker loads its own
+                run_pool(todo, options, out, model_name, weights, jobs, record, retry, max_retries)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            _finish(out, summary, model_name, time.monotonic() - t_start)
+            clean_stale_temporaries(out, names)     # left by a worker killed mid-write
+            if summary.made == 0 and summary.skipped == 0 and summary.failed:
+                _leave_untouched(out, created, summary)
+            else:
+                append_rows(manifest_path, failed_rows, model_name, weights, checkpoint)
+                _finish(out, summary, model_name)
+            summary.seconds = time.monotonic() - t_start
     if summary.interrupted:
         log.warning(f"{summary}; run the same command again to resume")
         raise KeyboardInterrupt
@@ -138,9 +165,26 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _check_model(model_name: str, weights: str | None, options: FigureOptions, kinds: list[str]) -> None:
-    """Fail once, before any worker starts, for what would otherwise fail for every person."""
+def _check_out_dir(out: Path) -> None:
+    """The output folder is a writable folder, or can be made in a writable one (nothing is created here)."""
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"output folder is not a folder: {out}")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ValueError(f"output folder is not writable: {out}")
+        return
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot create the output folder {out}: {parent} is not a writable folder")
+
+
+def _check_model(model_name: str, weights: str | None, options: FigureOptions, kinds: list[str]):
+    """Fail once, before any worker starts, for what would otherwise fail for every person: the model is
+    loaded here (its checkpoint read and checked as every worker would) and returned."""
     from .. import zoo
+    from ..api import load
     from ..keypoints import keypoint_set
     from ..zoo.checkpoint import CheckpointError
     zoo.entry(model_name)
@@ -151,22 +195,29 @@ def _check_model(model_name: str, weights: str | None, options: FigureOptions, k
     names = keypoint_set(zoo.keypoint_names(model_name))
     for k in options.keypoints:
         names.index(k)
-    if "attention" in kinds and options.layers.strip().lower() not in ("last", "all"):
-        import torch
-
-        from ..api import PoseModel
-        with torch.device("meta"):      # the architecture only: no memory, no weights
-            num_layers = PoseModel(zoo.build(model_name)).num_layers
-        resolve_layers(options.layers, num_layers)
+    model = load(model_name, weights)
+    if "attention" in kinds:
+        resolve_layers(options.layers, model.num_layers)
+    return model
 
 
-def _finish(out: Path, summary: BatchSummary, model_name: str, seconds: float) -> None:
+def _leave_untouched(out: Path, created: bool, summary: BatchSummary) -> None:
+    """Every figure tried failed and none was up to date: no manifest or gallery of failures is written
+    (a previous manifest stays as it was), and a folder this run created is removed again."""
+    summary.index = ""
+    if created:
+        try:
+            out.rmdir()
+        except OSError:     # not empty: something else was put there meanwhile
+            pass
+
+
+def _finish(out: Path, summary: BatchSummary, model_name: str) -> None:
     """Compact the manifest (latest row per output) and write the gallery, both atomically."""
     rows = compacted(out / MANIFEST)
     # rewritten only when changed, so a run that had nothing to do leaves every file untouched
     _write_if_changed(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in rows) if rows else None)
     _write_if_changed(out / INDEX, gallery_html(rows, title=f"tpexplain batch · {model_name}"))
-    summary.seconds = seconds
 
 
 def _write_if_changed(path: Path, text: str | None) -> None:

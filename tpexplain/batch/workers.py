@@ -1,19 +1,24 @@
 """The batch's workers: a process pool that loads the model once per worker and makes each person's figures."""
 from __future__ import annotations
 
-import concurrent.futures as cf
+import json
 import multiprocessing
+import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 
 from .inputs import Item
-from .manifest import person_rows
+from .manifest import file_digest, person_rows
 from .options import FIGURE_KINDS, FigureOptions, resolve_layers
 
 Task = tuple[Item, list[str]]           # a person and the figure kinds still to make for it
 Record = Callable[[list[dict]], None]   # takes one person's manifest rows as each person finishes
+Retry = Callable[[Item, str, int, int], None]   # (person, how its worker died, next attempt, attempts allowed)
+MAX_RETRIES = 2      # a person whose worker died is tried again on a fresh worker at most this often
 
 _WORKER: dict = {}   # this process's model (or why it could not be loaded)
 
@@ -68,6 +73,7 @@ def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str) 
             path = Path(out_dir) / row["output"]
             row["results"], shown = make_figure(kind, pm, ex, image, box, options, path)
             row["keypoints"] = keypoints or keypoint_record(shown)
+            row["bytes"], row["sha256"] = file_digest(path)     # what a resumed run checks the file against
             row["status"] = "ok"
         except Exception as exc:
             row["error"] = one_line(exc)
@@ -128,42 +134,194 @@ def one_line(exc: BaseException) -> str:
 
 
 def run_in_process(tasks: list[Task], options: FigureOptions, out: Path, model_name: str, weights: str | None,
-                   record: Record) -> None:
-    """Every task one after the other in this process (one job: no pool to start)."""
+                   record: Record, model=None) -> None:
+    """Every task one after the other in this process (one job: no pool to start). `model`: an already
+    loaded PoseModel to use instead of loading one."""
     try:
-        init_worker(model_name, weights, spawned=False)
+        if model is None:
+            init_worker(model_name, weights, spawned=False)
+        else:
+            _WORKER.clear()
+            _WORKER["model"] = model
         for item, kinds in tasks:
             record(process(item, kinds, options, str(out)))
     finally:
         _WORKER.clear()
 
 
+def worker_main(conn, model_name: str, weights: str | None, options: FigureOptions, out: str) -> None:
+    """A pool worker: load the model once, then make each task sent over `conn` and send back its rows."""
+    init_worker(model_name, weights, spawned=True)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):       # the parent is gone
+            return
+        if task is None:
+            return
+        item, kinds = task
+        _test_hook(item)
+        conn.send(process(item, kinds, options, out))
+
+
+def _test_hook(item: Item) -> None:
+    """For the tests of worker deaths: TPEXPLAIN_TEST_KILL_WORKER='{"marker": DIR, "kill": {KEY: N}}' makes
+    the worker that starts the person whose key is KEY kill itself with SIGKILL, the first N times (counted in
+    a file in DIR, across worker processes): a real process death, as `kill -9` or the kernel's OOM killer."""
+    spec = os.environ.get("TPEXPLAIN_TEST_KILL_WORKER")
+    if not spec:
+        return
+    spec = json.loads(spec)
+    times = int(spec["kill"].get(item.key, 0))
+    marker = Path(spec["marker"]) / f"{item.key}.killed"
+    if times and (len(marker.read_text().splitlines()) if marker.exists() else 0) < times:
+        with open(marker, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Worker:
+    """One worker process, its pipe, and the task it holds (an index into the task list, or None)."""
+
+    def __init__(self, ctx, number: int, args: tuple):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker_main, args=(child, *args), name=f"tpexplain-batch-{number}",
+                                daemon=True)
+        self.proc.start()
+        child.close()           # only the worker holds its end: its death reads as end-of-file here
+        self.task: int | None = None
+
+    def send(self, index: int, task: Task) -> None:
+        self.task = index
+        try:
+            self.conn.send(task)
+        except OSError:         # died before it could take the task: its sentinel reports the death
+            pass
+
+    def receive(self) -> list[dict] | None:
+        """The rows of the task it holds, or None when the process died without sending them."""
+        try:
+            if self.conn.poll():
+                return self.conn.recv()
+        except (EOFError, OSError):
+            pass
+        return None
+
+    def death(self) -> str:
+        """How the process ended ("killed by SIGKILL", "exit code 1")."""
+        self.proc.join(5)
+        code = self.proc.exitcode
+        if code is None:
+            return "stopped responding"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        self.conn.close()
+
+
 def run_pool(tasks: list[Task], options: FigureOptions, out: Path, model_name: str, weights: str | None,
-             jobs: int, record: Record) -> None:
-    """The tasks on `jobs` worker processes, each recorded as it finishes; on an interrupt, the running
-    tasks finish their writes and are recorded, the queued ones are dropped, and KeyboardInterrupt is raised."""
+             jobs: int, record: Record, on_retry: Retry | None = None, max_retries: int = MAX_RETRIES) -> None:
+    """The tasks on `jobs` worker processes, each recorded as it finishes.
+
+    A worker that dies (killed, out of memory, crashed) costs only the task it held: that task goes back to
+    the front of the queue for a fresh worker (`on_retry` is told), at most `max_retries` times before it is
+    recorded as failed; the other workers go on. After a run of deaths with no task finished in between
+    (the workers cannot live at all), the remaining tasks fail instead of starting workers without end.
+    On an interrupt, the running tasks finish their writes and are recorded, the queued ones are dropped,
+    and KeyboardInterrupt is raised.
+    """
     # spawn: a fresh interpreter per worker, never a fork of a parent holding torch threads or locks
     ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=init_worker,
-                                  initargs=(model_name, weights, True))
-    futures = {pool.submit(process, item, kinds, options, str(out)): (item, kinds) for item, kinds in tasks}
-    recorded = set()
+    args = (model_name, weights, options, str(out))
+    queue = deque(range(len(tasks)))
+    attempts = [0] * len(tasks)
+    workers: list[_Worker] = []
+    started = 0
+    deaths_in_a_row, last_death = 0, ""
+    give_up_after = 2 * jobs + max_retries + 1
+
+    def start_and_dispatch() -> None:
+        nonlocal started
+        started += 1
+        w = _Worker(ctx, started, args)
+        workers.append(w)
+        dispatch(w)
+
+    def dispatch(w: _Worker) -> None:
+        if queue:
+            i = queue.popleft()
+            attempts[i] += 1
+            w.send(i, tasks[i])
+
+    def fail(i: int, error: str) -> None:
+        item, kinds = tasks[i]
+        record(person_rows(item, kinds, options, error=error))
+
     try:
-        for fut in cf.as_completed(futures):
-            recorded.add(fut)
-            record(_result(fut, *futures[fut], options))
+        for _ in range(min(jobs, len(tasks))):
+            start_and_dispatch()
+        while True:
+            busy = [w for w in workers if w.task is not None]
+            if not busy:
+                break
+            ready = set(mp_connection.wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
+            for w in busy:
+                if w.conn not in ready and w.proc.sentinel not in ready:
+                    continue
+                i, rows = w.task, w.receive()
+                w.task = None
+                if rows is not None:
+                    deaths_in_a_row = 0
+                    record(rows)
+                    dispatch(w)
+                    continue
+                # the worker died holding task i
+                workers.remove(w)
+                reason = w.death()
+                w.stop()
+                deaths_in_a_row += 1
+                last_death = reason
+                item = tasks[i][0]
+                if attempts[i] <= max_retries:
+                    queue.appendleft(i)
+                    if on_retry is not None:
+                        on_retry(item, reason, attempts[i] + 1, max_retries + 1)
+                else:
+                    fail(i, f"worker died on this person {attempts[i]} times (last: {reason})")
+                if deaths_in_a_row >= give_up_after:
+                    while queue:
+                        fail(queue.popleft(), f"not made: {deaths_in_a_row} workers died in a row "
+                                              f"(last: {last_death})")
+                elif queue:
+                    idle = [x for x in workers if x.task is None]
+                    if idle:
+                        dispatch(idle[0])
+                    else:
+                        start_and_dispatch()
     except KeyboardInterrupt:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for fut, (item, kinds) in futures.items():
-            if fut.done() and not fut.cancelled() and fut not in recorded:
-                record(_result(fut, item, kinds, options))
+        queue.clear()
+        for w in workers:        # the running tasks finish their writes and are recorded
+            if w.task is not None:
+                mp_connection.wait([w.conn, w.proc.sentinel])
+                rows = w.receive()
+                w.task = None
+                if rows is not None:
+                    record(rows)
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for w in workers:
+            w.stop()
 
-
-def _result(fut: cf.Future, item: Item, kinds: list[str], options: FigureOptions) -> list[dict]:
-    try:
-        return fut.result()
-    except Exception as exc:  # a worker died (e.g. killed for memory): this person fails, the run goes on
-        return person_rows(item, kinds, options, error=f"worker failed: {one_line(exc)}")

@@ -46,8 +46,9 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
           part, region, fill, query, model_name, weights, flip, decode, jobs, dpi, fmt, force, no_progress):
     """Figures for every image of FOLDER (whole, or per --boxes) or every person of a --coco file.
 
-    Resumable: a re-run skips complete outputs. Writes OUT/manifest.jsonl and OUT/index.html; the exit
-    status is 1 when any figure failed.
+    Resumable: a re-run skips complete outputs (same person, box, options and weights, file unchanged).
+    A person whose worker dies is retried on a fresh worker (twice at most). Writes OUT/manifest.jsonl and
+    OUT/index.html, or nothing when every figure failed; the exit status is 1 when any figure failed.
     """
     from ..batch import FigureOptions, coco_items, folder_items, run_batch
     from ..io import parse_bbox
@@ -69,6 +70,7 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
     summary = run_batch(items, figures.split(","), out_dir, model_name, weights, jobs, figure_options,
                         force=force, progress=not no_progress)
     log.info(str(summary))
-    click.echo(summary.index)
+    if summary.index:           # "" when every figure failed and nothing was written
+        click.echo(summary.index)
     if summary.failed:
         ctx.exit(1)
