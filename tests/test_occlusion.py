@@ -142,6 +142,12 @@ def test_sweep_refuses_bad_windows():
         occlusion_sensitivity(pm, img, window=8, stride=9)
     with pytest.raises(ValueError, match="unknown fill"):
         occlusion_sensitivity(pm, img, fill="zero")
+    # a stated bound on the number of forward passes, checked before any work
+    from tpexplain.analysis.sensitivity import MAX_PASSES, sweep_passes
+    assert sweep_passes(pm.input_size, 1, 1) == 64 * 48 and MAX_PASSES == 5000
+    with pytest.raises(ValueError, match=r"3,072 forward passes .* more than the bound of 1,000"):
+        occlusion_sensitivity(pm, img, window=1, stride=1, max_passes=1000)
+    assert occlusion_sensitivity(pm, img, window=8, stride=8, max_passes=48).drops.shape[1:] == (8, 6)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -368,6 +374,7 @@ def test_occlusion_commands(tmp_path):
     r = invoke("occlusion", SKIER, "-k", "l_ankle,nose", "--sweep", "--window", "96", "--stride", "80", *MODEL,
                "--no-flip", "-o", sweep_out)
     assert r.exit_code == 0, r.output
+    assert "occlusion sweep: 9 forward passes (3x3 windows of 96 px, stride 80)" in r.output   # said first
     data = json.loads((tmp_path / "sweep.json").read_text())
     assert data["keypoints"] == ["l_ankle", "nose"] and len(data["drops"]["nose"]) == 3
     assert len((tmp_path / "sweep.csv").read_text().splitlines()) == 1 + 2 * 3 * 3
@@ -385,6 +392,7 @@ def test_occlusion_commands(tmp_path):
     (("occlusion", "-k", "l_ankle", "--sweep", "--window", "300"), ["window 300"]),
     (("occlusion", "-k", "l_ankle", "--sweep", "--stride", "40"), ["stride 40"]),
     (("occlusion", "-k", "l_ankle", "--sweep", "--part", "head"), ["drop --region/--part"]),
+    (("occlusion", "-k", "all", "--sweep", "--window", "1", "--stride", "1"), ["49,152 forward passes", "5,000"]),
 ])
 def test_bad_arguments_give_one_line_errors_and_no_files(tmp_path, args, words):
     out = tmp_path / "bad.png"

@@ -9,6 +9,7 @@ and called per batch as `sweeper(occluded, boxes, window)` → (B, K) values.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,6 +23,7 @@ from .. import figures
 from ..explanation import AttentionMap, Explanation
 from ..io import as_rgb
 from ..keypoints import COCO_KEYPOINTS, keypoint_index
+from ..progress import progress as progress_bar
 from ..models.transpose import TransPoseH, TransPoseR
 from ..models.transpose_sweep import TransPoseHSweep, transpose_r_sweeper
 from .hiding import check_fill, fill_image
@@ -30,11 +32,21 @@ from .stats import spearman
 
 # Fast sweepers by exact model class: a subclass may change the forward, so it gets the plain one.
 FAST_SWEEPS: dict[type, Callable] = {TransPoseR: transpose_r_sweeper, TransPoseH: TransPoseHSweep}
+# The most forward passes a sweep starts unless told otherwise (`max_passes`): about 2 minutes for the default
+# model on one CPU core, and hours for a ViTPose. The default window 32 / stride 16 takes 165 on 256x192.
+MAX_PASSES = 5000
+log = logging.getLogger(__name__)
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
     """Window origins along one axis, as Captum's Occlusion places them (the last may overhang, clipped)."""
     return [i * stride for i in range(int(np.ceil((size - window) / stride)) + 1)]
+
+
+def sweep_passes(input_size: tuple[int, int], window: int, stride: int) -> int:
+    """The number of occluded forward passes a sweep makes: one per window position."""
+    h, w = input_size
+    return len(window_starts(h, window, stride)) * len(window_starts(w, window, stride))
 
 
 @dataclass
@@ -172,7 +184,8 @@ def crop_fill(x: torch.Tensor, fill: str, window: int, seed: int = 0) -> torch.T
 
 def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: int = 32, stride: int = 16,
                           fill: str = "mean", keypoints: list | None = None, batch_size: int = 4,
-                          seed: int = 0, fast: bool = True, flip: bool = True) -> SensitivityMap:
+                          seed: int = 0, fast: bool = True, flip: bool = True,
+                          max_passes: int | None = MAX_PASSES, progress: bool = False) -> SensitivityMap:
     """Slide a `window`-pixel square over the model input crop (step `stride`, Captum's placement) and record,
     for every keypoint, how much its heatmap value at its clean peak drops.
 
@@ -180,6 +193,9 @@ def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: 
     (TransPose-R/H) skip work that cannot change (see `tpexplain.models.transpose_sweep`); results equal the
     plain per-window forward up to float rounding. The sweep's passes are un-flipped; `flip` only refines the
     explanation's predicted keypoints (the attention maps' queries).
+
+    A sweep of more than `max_passes` forward passes (`sweep_passes`; default `MAX_PASSES`) is refused before
+    any work; None lifts the bound. `progress` logs the number of passes before starting and shows progress.
     """
     check_fill(fill)
     h, w = pose_model.input_size
@@ -190,6 +206,11 @@ def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: 
         raise ValueError(f"stride {stride} must be between 1 and the window ({window})")
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
+    passes = sweep_passes((h, w), window, stride)
+    if max_passes is not None and passes > max_passes:
+        raise ValueError(f"the sweep would make {passes:,} forward passes (window {window}, stride {stride} over "
+                         f"the {h}x{w} input), more than the bound of {max_passes:,}; use a larger window or "
+                         "stride, or raise the bound (max_passes; the CLI's --max-passes)")
     names = pose_model.keypoint_names
     if isinstance(keypoints, str) and keypoints.strip().lower() == "all":
         keypoints = None
@@ -199,8 +220,12 @@ def occlusion_sensitivity(pose_model, image, bbox: tuple | None = None, window: 
     x = ex.input
     starts_y, starts_x = window_starts(h, window, stride), window_starts(w, window, stride)
     boxes = [(y, xx) for y in starts_y for xx in starts_x]
-    clean, peaks, drops = sweep(pose_model.model, x, crop_fill(x, fill, window, seed), boxes, window, idx,
-                                batch_size, fast)
+    if progress:
+        log.info(f"occlusion sweep: {passes:,} forward passes ({len(starts_y)}x{len(starts_x)} windows of "
+                 f"{window} px, stride {stride})")
+    with progress_bar(len(boxes), "sweep", "passes", enabled=progress) as bar:
+        clean, peaks, drops = sweep(pose_model.model, x, crop_fill(x, fill, window, seed), boxes, window, idx,
+                                    batch_size, fast, bar=bar)
     return SensitivityMap(drops.reshape(len(idx), len(starts_y), len(starts_x)), [names[i] for i in idx],
                           window, stride, starts_y, starts_x, clean, peaks, (h, w), fill, ex)
 
@@ -218,12 +243,13 @@ def occlude(x: torch.Tensor, fill: torch.Tensor, boxes: list[tuple[int, int]], w
 
 @torch.no_grad()
 def sweep(model: nn.Module, x: torch.Tensor, fill: torch.Tensor, boxes: list[tuple[int, int]], window: int,
-          keypoints: list[int], batch_size: int = 4, fast: bool = True
+          keypoints: list[int], batch_size: int = 4, fast: bool = True, bar=None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clean values (K,), peaks (K, 2) heatmap x, y, drops (K, len(boxes))) for the keypoint indices given.
 
     The value of keypoint k is its heatmap at the clean input's (un-flipped) argmax; a drop is the clean
     value minus the occluded one. With `fast`, the model's sweeper from `FAST_SWEEPS` computes the values.
+    `bar`: a `tpexplain.progress` reporter told of each batch of passes.
     """
     x, fill = x.float(), fill.float()
     clean_maps = model(x[None])[0]                         # (J, h, w)
@@ -241,6 +267,8 @@ def sweep(model: nn.Module, x: torch.Tensor, fill: torch.Tensor, boxes: list[tup
             values.append(sweeper(occluded, chunk, window))
         else:
             values.append(model(occluded).flatten(2)[:, k, flat])     # (b, K)
+        if bar is not None:
+            bar.update(len(chunk))
     values = torch.cat(values).T                           # (K, n)
     return clean.numpy(), peaks.numpy(), (clean[:, None] - values).numpy()
 

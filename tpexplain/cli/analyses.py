@@ -100,9 +100,11 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
               help="Sweep step (input-crop pixels).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
               help="Sweep windows per forward pass.")
+@click.option("--max-passes", type=click.IntRange(min=0), default=5000, show_default=True,
+              help="Refuse a sweep of more forward passes than this (0: no bound); the count is printed first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise fill.")
 @figure_options
-def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, stride, batch_size, seed,
+def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, stride, batch_size, max_passes, seed,
               model_name, weights, flip, decode, bbox, out):
     """Hide a region or body part and compare the prediction and its dependencies (or --sweep, --symmetric)."""
     from ..analysis.occlusion import occlusion_study, symmetric_study
@@ -124,7 +126,8 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
 
     if sweep:
         sm = occlusion_sensitivity(pm, img, bbox=box, window=window, stride=stride, fill=fill,
-                                   keypoints=keypoints, batch_size=batch_size, seed=seed, flip=flip)
+                                   keypoints=keypoints, batch_size=batch_size, seed=seed, flip=flip,
+                                   max_passes=max_passes or None, progress=True)
         _write_all(paths, sm.figure(), sm.to_csv, sm.to_json)
         summary = sm.summary()
         rho = summary["rank_correlation_last_layer"]
