@@ -11,13 +11,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 
 import pytest
 import torch
 
 import tpexplain
-from test_vitpose import to_hf
+from test_vitpose import hf_config, to_hf
 from tpexplain import zoo
 from tpexplain.zoo.checkpoint import CheckpointError
 from tpexplain.zoo.download import download_checkpoint, sha256
@@ -176,6 +177,93 @@ def test_without_huggingface_hub_the_error_says_how_to_install(home, monkeypatch
 
 
 # ---------------------------------------------------------------------------------------------------
+# Bounds: a total deadline (a silent or trickling server), a size cap; nothing left behind
+
+@contextlib.contextmanager
+def silent_server():
+    """Accepts connections and never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        srv.close()
+
+
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """Announces a big body and sends one byte every 0.2 s (a per-read timeout never fires)."""
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        for _ in range(100):
+            try:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.2)
+
+
+class Endless(http.server.BaseHTTPRequestHandler):
+    """A body without a length that never ends."""
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"\0" * 65536)
+        except OSError:
+            return
+
+
+@pytest.mark.parametrize("case", ["silent", "trickle", "endless"])
+def test_download_is_bounded_and_leaves_nothing(case, home):
+    servers = {"silent": silent_server(), "trickle": serve(Trickle), "endless": serve(Endless)}
+    start = time.monotonic()
+    with servers[case] as base:
+        with pytest.raises(ValueError) as info:
+            download_checkpoint("tp-r-a3", url=f"{base}/w.pth", deadline=1.5, max_bytes=1 << 20)
+    assert time.monotonic() - start < 6
+    message = str(info.value)
+    assert "\n" not in message and "cannot download" in message, message
+    assert ("1,048,576-byte limit" if case == "endless" else "within 1.5 s") in message, message
+    assert listing(home / "checkpoints") == []
+
+
+def test_announced_size_over_the_cap_is_refused_before_reading(www, home, tp_r_a3_weights):
+    root, base = www
+    shutil.copy(tp_r_a3_weights, root / "w.pth")
+    with pytest.raises(ValueError, match="announces .* bytes, over the 1,000-byte limit"):
+        download_checkpoint("tp-r-a3", url=f"{base}/w.pth", max_bytes=1000)
+    assert listing(home / "checkpoints") == []
+
+
+# ---------------------------------------------------------------------------------------------------
 # The command, as a user runs it
 
 def cli_env(tmp_path, **extra):
@@ -278,7 +366,7 @@ def vitpose_b_hf(tmp_path_factory):
              for k, (s, dt) in shapes.items()}
     folder = tmp_path_factory.mktemp("hub") / "vitpose-base"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "vitpose", "use_simple_decoder": False}))
+    (folder / "config.json").write_text(json.dumps(hf_config("classic", 768, layer_norm_eps=1e-12)))
     (folder / "README.md").write_text("model card: not needed by tpexplain, so never downloaded\n")
     save_file(to_hf(state), folder / "model.safetensors", metadata={"format": "pt"})
     return folder, {k: v.double().sum().item() for k, v in state.items()}
@@ -327,7 +415,7 @@ def test_hub_repo_that_does_not_fit_the_model(tmp_path):
         shapes = {k: v.shape for k, v in zoo.build("vitpose-b").state_dict().items() if k.startswith("keypoint_head.")}
     folder = tmp_path / "repo"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "vitpose"}))
+    (folder / "config.json").write_text(json.dumps(hf_config("simple", 768)))
     save_file(to_hf({k: torch.zeros(s) for k, s in shapes.items()}), folder / "model.safetensors")
     with serve(hub_handler({"usyd-community/vitpose-base-simple": folder}, [])) as endpoint:
         r = run("download", "vitpose-b-simple", env=cli_env(tmp_path, HF_ENDPOINT=endpoint))

@@ -79,13 +79,24 @@ def test_hf_layout_of_vitpose_b_matches_the_reference(decoder):
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def write_hf_folder(folder, model, decoder):
-    folder.mkdir()
-    config = {"model_type": "vitpose", "architectures": ["VitPoseForPoseEstimation"],
+def hf_config(decoder="classic", hidden_size=384, depth=12, heads=12, **backbone):
+    """A config.json as the Hub's ViTPose repos have it (converted by convert_vitpose_to_hf.py)."""
+    config = {"model_type": "vitpose", "architectures": ["VitPoseForPoseEstimation"], "backbone": None,
               "use_simple_decoder": decoder == "simple", "scale_factor": 4,
-              "backbone_config": {"model_type": "vitpose_backbone", "hidden_size": 384, "num_hidden_layers": 12,
-                                  "num_attention_heads": 12, "image_size": [256, 192], "patch_size": [16, 16],
-                                  "layer_norm_eps": 1e-6, "qkv_bias": True, "mlp_ratio": 4}}
+              "id2label": {str(i): name for i, name in enumerate(tpx.COCO_KEYPOINTS)},
+              "backbone_config": {"model_type": "vitpose_backbone", "hidden_size": hidden_size,
+                                  "num_hidden_layers": depth, "num_attention_heads": heads, "image_size": [256, 192],
+                                  "patch_size": [16, 16], "num_channels": 3, "layer_norm_eps": 1e-6,
+                                  "qkv_bias": True, "mlp_ratio": 4, "hidden_act": "gelu", "num_experts": 1,
+                                  "out_features": [f"stage{depth}"], "out_indices": [depth]}}
+    config["backbone_config"].update(backbone)
+    return config
+
+
+def write_hf_folder(folder, model, decoder, **changes):
+    folder.mkdir()
+    config = hf_config(decoder)
+    config["backbone_config"].update(changes)
     (folder / "config.json").write_text(json.dumps(config))
     save_file(to_hf(model.state_dict()), folder / "model.safetensors", metadata={"format": "pt"})
     return folder
@@ -130,10 +141,73 @@ def test_sharded_hf_folder_loads(small, x, tmp_path):
         assert torch.equal(loaded(x), model(x))
 
 
-def test_hf_checkpoint_into_the_wrong_decoder_names_the_keys(small, tmp_path):
+def test_hf_checkpoint_into_the_wrong_decoder_names_the_field(small, tmp_path):
     folder = write_hf_folder(tmp_path / "hf", small["simple"], "simple")
+    with pytest.raises(CheckpointError, match="use_simple_decoder is true but 'vitpose-s' has false"):
+        tpx.load("vitpose-s", weights=folder)
+    (folder / "config.json").unlink()     # without a config, the keys say it
     with pytest.raises(CheckpointError, match="missing .*keypoint_head.deconv_layers"):
         tpx.load("vitpose-s", weights=folder)
+
+
+# A folder's config.json must describe the zoo model it is loaded as (the zoo name decides the architecture);
+# its LayerNorm eps is adopted, since the Hub's configs say 1e-12 where the official code has 1e-6
+
+@pytest.mark.parametrize("field, value, words", [
+    ("num_attention_heads", 6, "backbone_config.num_attention_heads is 6 but 'vitpose-s' has 12"),
+    ("out_indices", [4], "backbone_config.out_indices is [4]: the head would read layer 4 of 12"),
+    ("hidden_size", 768, "backbone_config.hidden_size is 768"),
+    ("num_hidden_layers", 24, "backbone_config.num_hidden_layers is 24"),
+    ("image_size", [384, 288], "backbone_config.image_size is [384, 288]"),
+    ("patch_size", [14, 14], "backbone_config.patch_size is [14, 14]"),
+    ("num_experts", 6, "backbone_config.num_experts is 6"),
+    ("hidden_act", "relu", "backbone_config.hidden_act"),
+    ("mlp_ratio", 2, "backbone_config.mlp_ratio is 2"),
+])
+def test_hf_config_that_describes_another_model_is_refused_naming_the_field(field, value, words, small, tmp_path):
+    changes = {field: value}
+    if field in ("out_indices", "num_hidden_layers"):
+        changes["out_features"] = None
+        changes.setdefault("out_indices", None)
+    folder = write_hf_folder(tmp_path / "hf", small["classic"], "classic", **changes)
+    with pytest.raises(CheckpointError) as info:
+        tpx.load("vitpose-s", weights=folder)
+    message = str(info.value)
+    assert "\n" not in message and "config.json" in message and words in message, message
+
+
+@pytest.mark.parametrize("config", [{"model_type": "vitpose", "use_simple_decoder": False}, {"id2label": {"0": "a"}},
+                                    {"model_type": "bert"}, {"backbone": "vit_base_patch16_224"}])
+def test_hf_config_defaults_are_the_hub_librarys(config, small, tmp_path):
+    # no backbone_config: VitPoseConfig builds a ViT-B read at layer 4; no id2label: 2 labels
+    folder = write_hf_folder(tmp_path / "hf", small["classic"], "classic")
+    full = hf_config()
+    full.update(config)
+    if "use_simple_decoder" in config:
+        full = config
+    (folder / "config.json").write_text(json.dumps(full))
+    with pytest.raises(CheckpointError, match="config.json: "):
+        tpx.load("vitpose-s", weights=folder)
+
+
+def test_hf_config_with_the_hubs_eps_builds_that_eps(small, x, tmp_path):
+    model = small["classic"]
+    folder = write_hf_folder(tmp_path / "hf", model, "classic", layer_norm_eps=1e-12)
+    loaded = tpx.load("vitpose-s", weights=folder).model
+    assert {m.eps for m in loaded.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-12}
+    want = zoo.ARCHITECTURES["vitpose"](embed_dim=384, depth=12, num_heads=12, layer_norm_eps=1e-12).eval()
+    want.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), want(x))
+        assert not torch.equal(loaded(x), model(x))     # the eps is not a no-op on these weights
+
+
+def test_model_built_from_a_hf_config(small, x):
+    from tpexplain.models.vitpose import vitpose_from_hf_config
+    built = vitpose_from_hf_config(hf_config("simple", layer_norm_eps=1e-12)).eval()
+    assert built.architecture == small["simple"].architecture and built.layer_norm_eps == 1e-12
+    with pytest.raises(ValueError, match="out_indices is \\[4\\]"):
+        vitpose_from_hf_config({"model_type": "vitpose"})
 
 
 def test_safetensors_round_trip_of_every_dtype(tmp_path):
@@ -237,7 +311,7 @@ def test_dependency_is_the_patch_row_at_the_predicted_keypoint(small):
     ex = pm.explain(str(SKIER), bbox=tuple(float(v) for v in SKIER_BOX.split(",")), mode="full")
     xk, yk = ex.keypoints_crop[15]
     token = min(max(int((yk + 2) // 16), 0), 15) * 12 + min(max(int((xk + 2) // 16), 0), 11)
-    dep = ex.dependency("l_ankle")
+    dep = ex.dependency("l_ankle", query="geometric")   # the token under the keypoint (default: TransPose's rule)
     assert dep.values.shape == (16, 12) and dep.special is None
     want = ex.attention[-1].rows([token])[0, :, 0].mean(0).numpy().reshape(16, 12)
     assert np.allclose(dep.values, want, atol=1e-7)

@@ -18,6 +18,7 @@ by `tpexplain.models.layers.attend` (the shared recording point), so `tpexplain.
 """
 from __future__ import annotations
 
+import json
 import re
 
 import torch
@@ -80,11 +81,12 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float,
+                 eps: float = 1e-6):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, qkv_bias)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = drop_path
 
@@ -100,15 +102,15 @@ def patch_grid(image_size: tuple[int, int]) -> tuple[int, int]:
 
 class ViT(nn.Module):
     def __init__(self, image_size: tuple[int, int], embed_dim: int, depth: int, num_heads: int,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0):
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0, eps: float = 1e-6):
         super().__init__()
         self.grid = patch_grid(image_size)
         self.patch_embed = PatchEmbed(embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1] + 1, embed_dim))
         # rates rise linearly from 0 (plain Python: this also runs on the meta device)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, r) for r in rates)
-        self.last_norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, r, eps) for r in rates)
+        self.last_norm = nn.LayerNorm(embed_dim, eps=eps)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -174,14 +176,19 @@ class ViTPose(nn.Module):
 
     def __init__(self, embed_dim: int = 384, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
                  decoder: str = "classic", num_keypoints: int = 17, image_size: tuple[int, int] = (256, 192),
-                 qkv_bias: bool = True, drop_path_rate: float = 0.0):
+                 qkv_bias: bool = True, drop_path_rate: float = 0.0, layer_norm_eps: float = 1e-6):
         super().__init__()
         if decoder not in DECODERS:
             raise ValueError(f"unknown ViTPose decoder '{decoder}'; use one of {', '.join(DECODERS)}")
         self.image_size, self.num_keypoints, self.decoder = tuple(image_size), num_keypoints, decoder
         self.keypoint_names, self.flip_pairs = COCO_KEYPOINTS, FLIP_PAIRS
-        self.backbone = ViT(self.image_size, embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
+        self.backbone = ViT(self.image_size, embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
+                            layer_norm_eps)
         self.keypoint_head = DECODERS[decoder](embed_dim, num_keypoints)
+        self.architecture = {"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads,
+                             "mlp_ratio": float(mlp_ratio), "decoder": decoder, "num_keypoints": num_keypoints,
+                             "image_size": self.image_size, "qkv_bias": qkv_bias}
+        self.layer_norm_eps = layer_norm_eps
 
     @property
     def token_layout(self) -> TokenLayout:
@@ -190,6 +197,24 @@ class ViTPose(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.keypoint_head(self.backbone(x))
+
+    def apply_hf_config(self, config: dict) -> None:
+        """Take a Hugging Face config.json: its LayerNorm eps is adopted (the Hub's configs say 1e-12 where the
+        official code has 1e-6); any other field that describes a different model is a ValueError naming it."""
+        described = hf_config_kwargs(config)
+        for key, (hf_name, value) in described.items():
+            ours = self.architecture.get(key)
+            if key != "layer_norm_eps" and value != ours:
+                if key == "decoder":   # shown as the config says it
+                    value, ours = value == "simple", ours == "simple"
+                name = getattr(self, "zoo_name", "ViTPose")
+                raise ValueError(f"{hf_name} is {_show(value)} but '{name}' has {_show(ours)}: the folder describes "
+                                 f"another model; not loaded")
+        eps = described["layer_norm_eps"][1]
+        for m in self.backbone.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.eps = eps
+        self.layer_norm_eps = eps
 
     @staticmethod
     def adapt_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -243,3 +268,82 @@ def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
             raise ValueError(f"Hugging Face checkpoint: layer {layer} has no attention {'/'.join(missing)} {kind}")
         out[f"backbone.blocks.{layer}.attn.qkv.{kind}"] = torch.cat((qkv["query"], qkv["key"], qkv["value"]))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hugging Face `VitPoseConfig` (config.json) → what it builds. Absent fields take the Hub library's defaults
+# (a VitPoseConfig without backbone_config builds a ViT-B whose head reads layer 4: out_indices=[4]).
+
+_HF_BACKBONE_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "mlp_ratio": 4,
+                         "image_size": [256, 192], "patch_size": [16, 16], "num_channels": 3, "qkv_bias": True,
+                         "layer_norm_eps": 1e-12, "hidden_act": "gelu", "num_experts": 1}
+
+
+def hf_config_kwargs(config: dict) -> dict[str, tuple[str, object]]:
+    """ViTPose arguments described by a `VitPoseForPoseEstimation` config.json, as {argument: (HF field, value)}.
+
+    A field this implementation cannot build exactly (another patch size, activation, MoE experts, a head
+    reading an earlier layer) is a ValueError naming it.
+    """
+    def need(ok: bool, field: str, value, why: str):
+        if not ok:
+            raise ValueError(f"{field} is {_show(value)}: {why}")
+
+    need(config.get("model_type", "vitpose") == "vitpose", "model_type", config.get("model_type"),
+         "not a VitPoseForPoseEstimation config")
+    need(config.get("backbone") is None, "backbone", config.get("backbone"), "only the built-in ViT backbone is supported")
+    given = config.get("backbone_config")
+    need(given is None or isinstance(given, dict), "backbone_config", given, "expected an object")
+    b = dict(_HF_BACKBONE_DEFAULTS, **(given or {}))
+    depth = b["num_hidden_layers"]
+    need(type(depth) is int and depth > 0, "backbone_config.num_hidden_layers", depth, "expected a positive integer")
+    # the head reads the last feature map the backbone returns (stage k = after block k)
+    stages = ["stem"] + [f"stage{i}" for i in range(1, depth + 1)]
+    if given is None:
+        indices = [4]
+    elif b.get("out_features") is not None:
+        features = b["out_features"]
+        need(isinstance(features, list) and features and all(f in stages for f in features),
+             "backbone_config.out_features", features, "unknown stages")
+        indices = [stages.index(f) for f in features]
+    else:
+        indices = b.get("out_indices") or [depth]
+        need(isinstance(indices, list) and all(type(i) is int and -len(stages) <= i < len(stages) for i in indices),
+             "backbone_config.out_indices", indices, "not stage indices")
+        indices = [i % len(stages) for i in indices]
+    need(max(indices) == depth, "backbone_config.out_indices", indices,
+         f"the head would read layer {max(indices)} of {depth}; only the last layer is supported")
+    need(list(b["patch_size"]) == [PATCH, PATCH], "backbone_config.patch_size", b["patch_size"], "only 16x16 patches")
+    need(b["num_channels"] == 3, "backbone_config.num_channels", b["num_channels"], "only RGB input")
+    need(b["hidden_act"] == "gelu", "backbone_config.hidden_act", b["hidden_act"], "only exact GELU")
+    need(b["num_experts"] == 1, "backbone_config.num_experts", b["num_experts"], "ViTPose+ experts are not supported")
+    eps = b["layer_norm_eps"]
+    need(isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1, "backbone_config.layer_norm_eps",
+         eps, "expected a small positive number")
+    simple = config.get("use_simple_decoder", True)
+    if simple:
+        need(config.get("scale_factor", 4) == 4, "scale_factor", config.get("scale_factor"), "only x4 upsampling")
+    labels = config.get("id2label")
+    keypoints = len(labels) if isinstance(labels, dict) else config.get("num_labels", 2)
+    size = b["image_size"]
+    return {"embed_dim": ("backbone_config.hidden_size", b["hidden_size"]),
+            "depth": ("backbone_config.num_hidden_layers", depth),
+            "num_heads": ("backbone_config.num_attention_heads", b["num_attention_heads"]),
+            "mlp_ratio": ("backbone_config.mlp_ratio", b["mlp_ratio"]),
+            "decoder": ("use_simple_decoder", "simple" if simple else "classic"),
+            "num_keypoints": ("num_labels (id2label)", keypoints),
+            "image_size": ("backbone_config.image_size", tuple(size) if isinstance(size, list) else size),
+            "qkv_bias": ("backbone_config.qkv_bias", b["qkv_bias"]),
+            "layer_norm_eps": ("backbone_config.layer_norm_eps", float(eps))}
+
+
+def vitpose_from_hf_config(config: dict, **kwargs) -> ViTPose:
+    """A ViTPose built exactly as a Hugging Face config.json describes (freshly initialised weights)."""
+    described = {k: v for k, (_, v) in hf_config_kwargs(config).items()}
+    return ViTPose(**described, **kwargs)
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value) if isinstance(value, (list, str, bool)) or value is None else str(value)
