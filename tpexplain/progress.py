@@ -28,7 +28,7 @@ class Progress:
         self.log_every = log_every
         self._start = self._last = time.monotonic()
         self._bar = None
-        if self.enabled and (sys.stderr.isatty() or "ipykernel" in sys.modules):
+        if self.enabled and (sys.stderr.isatty() or _in_notebook()):
             from tqdm.auto import tqdm
             self._bar = tqdm(total=total, desc=desc, unit=f" {unit}", dynamic_ncols=True, file=sys.stderr)
 
@@ -66,6 +66,13 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _in_notebook() -> bool:
+    """Running in a Jupyter kernel (where tqdm draws a widget), not merely with ipykernel imported."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def progress(total: int | None = None, desc: str = "", unit: str = "it", enabled: bool = True) -> Progress:
