@@ -1,5 +1,6 @@
-"""Reading images as viewers show them, and writing outputs with the permissions open() would give."""
+"""Reading images as viewers show them, writing outputs by the output policy with the permissions open() would give."""
 import io
+import json
 import os
 import stat
 import subprocess
@@ -91,3 +92,119 @@ def test_cli_figure_is_world_readable_under_umask_022(tmp_path):
                        f"--bbox {SKIER_BOX} -o {out}", shell=True, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+
+
+# ----------------------------------------------------------------------------------- the output policy
+
+def _figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1])
+    return fig
+
+
+@pytest.mark.parametrize("ext", ["png", "pdf", "svg", "jpg", "jpeg"])
+def test_our_figures_are_recognised_and_replaced_without_force(tmp_path, ext):
+    from tpexplain.figures import save_figure
+    from tpexplain.io import made_by_tpexplain
+    path = save_figure(_figure(), tmp_path / f"f.{ext}")
+    assert made_by_tpexplain(path)
+    save_figure(_figure(), path)                       # ours: replaced
+    other = tmp_path / f"other.{ext}"
+    other.write_bytes(b"somebody else's " + ext.encode())
+    with pytest.raises(ValueError, match="not written by tpexplain"):
+        save_figure(_figure(), other)
+    assert other.read_bytes() == b"somebody else's " + ext.encode()
+    save_figure(_figure(), other, force=True)
+    assert made_by_tpexplain(other)
+
+
+def test_our_json_and_csv_are_recognised(tmp_path):
+    from tpexplain.analysis.depth import METRIC_KEYS
+    from tpexplain.analysis.results import Result
+    from tpexplain.io import CSV_HEADERS, made_by_tpexplain
+
+    class Numbers(Result):
+        def summary(self):
+            return {"a": 1}
+
+        def csv_rows(self):
+            return CSV_HEADERS[1].split(","), [["own", 1, 2, 1]]
+
+    assert ",".join(METRIC_KEYS) in CSV_HEADERS
+    r = Numbers()
+    assert json.loads(r.to_json(tmp_path / "n.json")) == {"generator": "tpexplain", "a": 1}
+    r.to_csv(tmp_path / "n.csv")
+    assert made_by_tpexplain(tmp_path / "n.json") and made_by_tpexplain(tmp_path / "n.csv")
+    r.to_json(tmp_path / "n.json")
+    r.to_csv(tmp_path / "n.csv")
+    (tmp_path / "u.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "u.json").write_text('{"a": 1}')
+    for name, write in (("u.csv", r.to_csv), ("u.json", r.to_json)):
+        with pytest.raises(ValueError, match="--force"):
+            write(tmp_path / name)
+    assert (tmp_path / "u.csv").read_text() == "x,y\n1,2\n"
+    with pytest.raises(ValueError, match=r"\.json"):
+        r.to_json(tmp_path / "n.txt")
+
+
+def test_check_output_refuses_inputs_special_files_and_wrong_extensions(tmp_path):
+    from tpexplain.io import check_output
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"x")
+    with pytest.raises(ValueError, match="input"):
+        check_output(photo, [photo], force=True)
+    os.symlink(photo, tmp_path / "alias.png")
+    with pytest.raises(ValueError, match="input"):
+        check_output(tmp_path / "alias.png", [str(photo)], force=True)
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ValueError, match="FIFO"):
+        check_output(tmp_path / "pipe.png", force=True)
+    with pytest.raises(ValueError, match=r"\.png, \.pdf, \.svg, \.jpg, \.jpeg"):
+        check_output(tmp_path / "fig.txt", kind="figure")
+    assert check_output(tmp_path / "new.png", [photo], kind="figure") == tmp_path / "new.png"
+    if os.geteuid() == 0:
+        os.mknod(tmp_path / "dev.png", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        with pytest.raises(ValueError, match="character device"):
+            check_output(tmp_path / "dev.png", force=True)
+        with pytest.raises(OSError, match="not a regular file"):   # the writer's own guard
+            write_text_atomic(tmp_path / "dev.png", "x")
+        assert stat.S_ISCHR(os.lstat(tmp_path / "dev.png").st_mode)
+
+
+def test_a_failed_write_keeps_the_previous_file_and_names_it(tmp_path):
+    path = tmp_path / "out.txt"
+    write_text_atomic(path, "good")
+    with pytest.raises(OSError, match=f"could not write {path}: No space left"):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise OSError(28, "No space left on device")
+    assert path.read_text() == "good" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_inputs_must_be_regular_files(tmp_path):
+    from tpexplain.io import require_regular_file
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(ValueError, match="image is a FIFO"):
+        read_image(tmp_path / "pipe.jpg")          # refused without opening it: no hang
+    with pytest.raises(ValueError, match="boxes file not found"):
+        require_regular_file(tmp_path / "none.csv", "boxes file")
+    with pytest.raises(ValueError, match="folder"):
+        require_regular_file(tmp_path, "annotation file")
+
+
+def test_numbers_are_finite_and_in_range():
+    from tpexplain.io import check_annotation, parse_bbox
+    assert parse_bbox("1,2,3,4", (100, 100)) == (1, 2, 3, 4)
+    for text, match in (("0,0,1e308,1e308", "within"), ("nan,0,1,1", "positive"), ("0,0,2000,10", "far larger"),
+                        ("200,0,5,5", "outside")):
+        with pytest.raises(ValueError, match=match):
+            parse_bbox(text, (100, 100), "--bbox")
+    check_annotation({"id": 1, "bbox": [0, 0, 10, 10], "keypoints": [1, 2, 2] * 17, "area": 5}, "f.json")
+    for bad, field in (({"bbox": [0, 0, float("nan"), 1]}, "bbox"), ({"bbox": [0, 0, True, 1]}, "bbox"),
+                       ({"keypoints": [1, 2, 7]}, "visibility"), ({"keypoints": [1, 2]}, "keypoints"),
+                       ({"area": float("-inf")}, "area"), ({"area": "big"}, "area")):
+        with pytest.raises(ValueError, match=f"f.json: annotation 3: .*{field}"):
+            check_annotation({"id": 3, **bad}, "f.json")

@@ -79,13 +79,22 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
-    """Write atomically (a failed save leaves no partial file), then close the figure."""
-    from .io import atomic_path
+def write_figure(fig, path: str | Path, fmt: str, dpi: int = 150) -> None:
+    """`fig.savefig` in format `fmt`, marked as written by tpexplain (see tpexplain.io.made_by_tpexplain)."""
+    from .io import savefig_kwargs
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", format=fmt, **savefig_kwargs(fmt))
+
+
+def save_figure(fig, path: str | Path, dpi: int = 150, force: bool = False, inputs=()) -> Path:
+    """Write by the output policy (tpexplain.io.check_output: the extension is the format; an existing
+    file is replaced only if tpexplain wrote it, or with `force`; never one of `inputs`), atomically (a
+    failed save leaves the previous file as it was), then close the figure."""
+    from .io import atomic_path, check_output
     path = Path(path)
     try:
+        check_output(path, inputs, kind="figure", force=force)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+            write_figure(fig, tmp, path.suffix.lstrip(".").lower(), dpi)
     finally:
         plt.close(fig)
     return path
@@ -93,7 +102,7 @@ def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
 
 class Displayable:
     """Base of every result that draws itself: `figure()` is the one method a subclass provides;
-    `show()` returns it, `save(path)` writes it atomically, Jupyter displays it inline."""
+    `show()` returns it, `save(path)` writes it by the output policy, Jupyter displays it inline."""
 
     def figure(self, *args, **kwargs):
         raise NotImplementedError
@@ -101,8 +110,10 @@ class Displayable:
     def show(self, *args, **kwargs):
         return self.figure(*args, **kwargs)
 
-    def save(self, path: str | Path, dpi: int = 150) -> Path:
-        return save_figure(self.figure(), path, dpi)
+    def save(self, path: str | Path, dpi: int = 150, force: bool = False) -> Path:
+        """The figure written to `path` (.png, .pdf, .svg, .jpg): an existing file is replaced only if
+        tpexplain wrote it, or with `force`."""
+        return save_figure(self.figure(), path, dpi, force=force)
 
     def _repr_png_(self) -> bytes:
         fig = self.figure()

@@ -2,7 +2,9 @@
 
 A result (`LayerStudy`, `OcclusionStudy`, `SensitivityMap`) provides `figure()`, `summary()` (a JSON-ready
 dict) and `csv_rows()` (a header and rows); `to_json(path=None)` and `to_csv(path=None)` always return the
-text, and also write it (atomically) when given a path.
+text, and also write it (atomically, by the output policy of tpexplain.io.check_output) when given a path.
+The JSON's first key is "generator": "tpexplain" (how a file tpexplain wrote is recognised); the CSV is
+recognised by its header (tpexplain.io.CSV_HEADERS).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 from pathlib import Path
 
 from .. import figures
-from ..io import atomic_path, write_text_atomic
+from ..io import GENERATOR, atomic_path, check_output, write_text_atomic
 
 
 class Result(figures.Displayable):
@@ -24,15 +26,17 @@ class Result(figures.Displayable):
     def csv_rows(self) -> tuple[list[str], list[list]]:
         raise NotImplementedError
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        """The summary as JSON text (indent 1), also written atomically to `path` if given."""
-        text = json.dumps(self.summary(), indent=1)
+    def to_json(self, path: str | Path | None = None, force: bool = False) -> str:
+        """The summary as JSON text (indent 1), also written atomically to `path` (.json) if given; an
+        existing file is replaced only if tpexplain wrote it, or with `force`."""
+        text = json.dumps({"generator": GENERATOR, **self.summary()}, indent=1)
         if path is not None:
-            write_text_atomic(path, text)
+            write_text_atomic(check_output(path, kind="json", force=force), text)
         return text
 
-    def to_csv(self, path: str | Path | None = None) -> str:
-        """The rows as CSV text (the csv module's dialect: comma, \\r\\n), also written atomically if given."""
+    def to_csv(self, path: str | Path | None = None, force: bool = False) -> str:
+        """The rows as CSV text (the csv module's dialect: comma, \\r\\n), also written atomically to `path`
+        (.csv) if given; an existing file is replaced only if tpexplain wrote it, or with `force`."""
         header, rows = self.csv_rows()
         buf = io.StringIO(newline="")
         writer = csv.writer(buf)
@@ -40,6 +44,6 @@ class Result(figures.Displayable):
         writer.writerows(rows)
         text = buf.getvalue()
         if path is not None:
-            with atomic_path(path) as tmp:
+            with atomic_path(check_output(path, kind="csv", force=force)) as tmp:
                 tmp.write_bytes(text.encode("utf-8"))   # bytes: the \r\n must not be translated
         return text

@@ -44,10 +44,11 @@ def folder_items(folder: str | Path, boxes: str | Path | None = None) -> list[It
         if not files:
             raise ValueError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
         return _unique([Item(str(p), "image") for p in files])
+    from ..io import finite_box
     items = []
     for name, bxs in _read_boxes(boxes).items():
         for i, b in enumerate(bxs):
-            items.append(Item(str(folder / name), f"box{i}", tuple(float(v) for v in b)))
+            items.append(Item(str(folder / name), f"box{i}", finite_box(b, f"{boxes}: {name} box {i + 1}")))
     if not items:
         raise ValueError(f"no boxes in {boxes}")
     return _unique(items)
@@ -55,9 +56,9 @@ def folder_items(folder: str | Path, boxes: str | Path | None = None) -> list[It
 
 def coco_items(annotations: str | Path, images: str | Path) -> list[Item]:
     """Every person instance with at least one labelled keypoint (not crowds), its bbox as the box."""
+    from ..io import check_annotation, require_regular_file
     annotations, images = Path(annotations), Path(images)
-    if not annotations.is_file():
-        raise ValueError(f"annotation file not found: {annotations}")
+    require_regular_file(annotations, "annotation file")
     if not images.is_dir():
         raise ValueError(f"image folder not found: {images}")
     try:
@@ -71,8 +72,12 @@ def coco_items(annotations: str | Path, images: str | Path) -> list[Item]:
         raise ValueError(f"not a COCO annotation file: {annotations} ({exc})") from None
     items = []
     for a in anns:
+        check_annotation(a, str(annotations))      # finite numbers in range, before any geometry
         if a.get("iscrowd", 0) or a.get("num_keypoints", 0) <= 0 or a.get("image_id") not in files:
             continue
+        # output names are built from these: refuse a path where a name is expected
+        _check_name(a.get("id"), f"{annotations}: annotation {a.get('id')!r}: id")
+        _check_name(files[a["image_id"]], f"{annotations}: annotation {a.get('id')!r}: its image's file_name")
         x, y, w, h = (float(v) for v in a["bbox"])
         if w <= 0 or h <= 0:
             continue
@@ -82,10 +87,17 @@ def coco_items(annotations: str | Path, images: str | Path) -> list[Item]:
     return _unique(items)
 
 
+def _check_name(value, what: str) -> None:
+    """A one-line ValueError if an id or file name is not a plain name (a path with /, \\ or .., absolute)."""
+    text = str(value)
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not text or "/" in text or "\\" in text \
+            or ".." in text or Path(text).is_absolute():
+        raise ValueError(f"{what} {value!r} is not a plain name (no '/', '\\', '..' or absolute path)")
+
+
 def _read_boxes(path: str | Path) -> dict[str, list]:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"boxes file not found: {path}")
+    from ..io import require_regular_file
+    path = require_regular_file(path, "boxes file")
     text = path.read_text()
     if path.suffix.lower() == ".json":
         try:

@@ -13,21 +13,17 @@ from pathlib import Path
 
 import click
 
-from .options import box_option, figure_options, keypoint_tag, model_options, parse_keypoints, query
+from .options import (box_option, check_outputs, figure_options, keypoint_tag, model_options, parse_keypoints,
+                      query)
 
-FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 log = logging.getLogger(__name__)
 
 
-def _outputs(out: str | None, default: str) -> tuple[Path, Path, Path]:
-    """(figure, csv, json) paths, checked writable before any work."""
-    from ..io import check_writable
+def _outputs(out: str | None, default: str, inputs: list, force: bool) -> tuple[Path, Path, Path]:
+    """(figure, csv, json) paths, checked by the output policy before any work."""
     fig = Path(out or default)
-    if fig.suffix.lstrip(".").lower() not in FIGURE_FORMATS:
-        raise click.BadParameter(f"'{fig}' must end in one of .{', .'.join(FIGURE_FORMATS)}", param_hint="'-o'")
     paths = (fig, fig.with_suffix(".csv"), fig.with_suffix(".json"))
-    for p in paths:
-        check_writable(p)
+    check_outputs(paths, inputs, force, ("figure", "csv", "json"))
     return paths
 
 
@@ -35,20 +31,28 @@ def _read(image: str, bbox: str | None):
     """The image and the person box (checked against the image)."""
     from ..io import parse_bbox, read_image
     img = read_image(image)
-    return img, (parse_bbox(bbox, img.shape) if bbox else None)
+    return img, (parse_bbox(bbox, img.shape, "--bbox") if bbox else None)
 
 
-def _write_all(paths: tuple[Path, Path, Path], fig, write_csv, write_json) -> None:
+def _write_all(paths: tuple[Path, Path, Path], fig, csv_text: str, json_text: str, inputs: list,
+               force: bool) -> None:
     """Write the figure, CSV and JSON to temporary files; replace the real ones only if all three worked."""
     import matplotlib.pyplot as plt
 
+    from ..figures import write_figure
     from ..io import atomic_path
     try:
+        check_outputs(paths, inputs, force, ("figure", "csv", "json"))   # again: the work took a while
         with contextlib.ExitStack() as stack:
             tmp_fig, tmp_csv, tmp_json = (stack.enter_context(atomic_path(p)) for p in paths)
-            fig.savefig(tmp_fig, dpi=150, bbox_inches="tight", format=paths[0].suffix.lstrip(".").lower())
-            write_csv(tmp_csv)
-            write_json(tmp_json)
+            writes = (lambda: write_figure(fig, tmp_fig, paths[0].suffix.lstrip(".").lower()),
+                      lambda: tmp_csv.write_bytes(csv_text.encode("utf-8")),   # bytes: keep the CSV's \r\n
+                      lambda: tmp_json.write_text(json_text, encoding="utf-8"))
+            for path, write in zip(paths, writes):
+                try:
+                    write()
+                except OSError as exc:     # name the output that failed (a full disk, ...)
+                    raise OSError(f"could not write {path}: {exc.strerror or exc}") from None
     finally:
         plt.close(fig)
 
@@ -64,23 +68,24 @@ def _write_all(paths: tuple[Path, Path, Path], fig, write_csv, write_json) -> No
               help="Draw over the model's input crop or the original image.")
 @query
 @figure_options
-def layers(image, keypoint, head, radius, where, query, model_name, weights, flip, decode, bbox, out):
-    """How a keypoint's dependency map changes with depth: maps per layer, entropy, distance, local mass."""
+def layers(image, keypoint, head, radius, where, query, model_name, weights, flip, decode, bbox, out, force):
+    """How a keypoint's dependency map changes with depth: maps per layer, entropy, distance, local mass.
+
+    Writes the figure to -o and the numbers beside it: the same name with .csv and .json (side outputs,
+    under the same rules as -o).
+    """
     from ..analysis.depth import layer_study
     from ..api import load
     keypoints = parse_keypoints(keypoint, model_name)
     tag = keypoint_tag(keypoints, model_name)
-    paths = _outputs(out, f"{Path(image).stem}_{tag}_layers_{model_name}.png")
+    inputs = [image, weights]
+    paths = _outputs(out, f"{Path(image).stem}_{tag}_layers_{model_name}.png", inputs, force)
     img, box = _read(image, bbox)
     ex = load(model_name, weights, decode=decode).explain(img, bbox=box, flip=flip, query=query)
     study = layer_study(ex, keypoints, head=head, radius=radius)
-    _write_all(paths, study.figure(where), study.to_csv, study.to_json)
+    _write_all(paths, study.figure(where), study.to_csv(), study.to_json(), inputs, force)
     click.echo(study.table())
     click.echo(str(paths[0]))
-
-
-def _region(text: str | None) -> tuple[float, float, float, float] | None:
-    return None if text is None else tuple(float(v) for v in text.replace(" ", "").split(",") if v)
 
 
 @click.command()
@@ -105,11 +110,16 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise fill.")
 @figure_options
 def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, stride, batch_size, max_passes, seed,
-              model_name, weights, flip, decode, bbox, out):
-    """Hide a region or body part and compare the prediction and its dependencies (or --sweep, --symmetric)."""
+              model_name, weights, flip, decode, bbox, out, force):
+    """Hide a region or body part and compare the prediction and its dependencies (or --sweep, --symmetric).
+
+    Writes the figure to -o and the numbers beside it: the same name with .csv and .json (side outputs,
+    under the same rules as -o).
+    """
     from ..analysis.occlusion import occlusion_study, symmetric_study
     from ..analysis.sensitivity import occlusion_sensitivity
     from ..api import load
+    from ..io import parse_bbox
     keypoints = parse_keypoints(keypoint, model_name)
     if sweep and symmetric:
         raise click.UsageError("use --sweep or --symmetric, not both")
@@ -120,15 +130,18 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
         raise click.UsageError("give one --keypoint (several or all only with --sweep)")
     what = "sweep" if sweep else "symmetric" if symmetric else "occlusion"
     tag = keypoint_tag(keypoints, model_name)
-    paths = _outputs(out, f"{Path(image).stem}_{tag}_{what}_{model_name}.png")
+    inputs = [image, weights]
+    paths = _outputs(out, f"{Path(image).stem}_{tag}_{what}_{model_name}.png", inputs, force)
     img, box = _read(image, bbox)
+    # a region beside the image is the hiding code's error ("covers no pixel"); a huge one is refused here
+    hidden = parse_bbox(region, img.shape, "--region", overlap=False) if region is not None else None
     pm = load(model_name, weights, decode=decode)
 
     if sweep:
         sm = occlusion_sensitivity(pm, img, bbox=box, window=window, stride=stride, fill=fill,
                                    keypoints=keypoints, batch_size=batch_size, seed=seed, flip=flip,
                                    max_passes=max_passes or None, progress=True)
-        _write_all(paths, sm.figure(), sm.to_csv, sm.to_json)
+        _write_all(paths, sm.figure(), sm.to_csv(), sm.to_json(), inputs, force)
         summary = sm.summary()
         rho = summary["rank_correlation_last_layer"]
         click.echo(f"{'keypoint':<11} {'clean peak':>10} {'max drop':>9} {'rho(attn)':>9}")
@@ -140,9 +153,9 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
     if symmetric:
         study = symmetric_study(pm, img, keypoints[0], bbox=box, fill=fill, seed=seed, flip=flip)["study"]
     else:
-        study = occlusion_study(pm, img, keypoints[0], bbox=box, region=_region(region), part=part, fill=fill,
+        study = occlusion_study(pm, img, keypoints[0], bbox=box, region=hidden, part=part, fill=fill,
                                 seed=seed, flip=flip)
-    _write_all(paths, study.figure(), study.to_csv, study.to_json)
+    _write_all(paths, study.figure(), study.to_csv(), study.to_json(), inputs, force)
     click.echo(study.table())
     if study.symmetric is not None:
         sym = study.symmetric

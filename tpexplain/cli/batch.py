@@ -51,7 +51,7 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
     OUT/index.html, or nothing when every figure failed; the exit status is 1 when any figure failed.
     """
     from ..batch import FigureOptions, coco_items, folder_items, run_batch
-    from ..io import parse_bbox
+    from ..io import check_output_dir, parse_bbox
     if bool(folder) == bool(coco):
         raise click.UsageError("give an image FOLDER or --coco ANN --images DIR (one of them)")
     if coco and not images:
@@ -62,10 +62,12 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
     occluded = parse_keypoints(occlude_keypoint, model_name, "--occlude-keypoint")
     if len(occluded) != 1:
         raise click.BadParameter("give one keypoint", param_hint="'--occlude-keypoint'")
+    check_output_dir(out_dir, "--out", parents=True)
     items = coco_items(coco, images) if coco else folder_items(folder, boxes)
     figure_options = FigureOptions(
         keypoints=tuple(keypoints), layers=layer, mode=mode, head=head, where=where,
-        occlusion_keypoint=occluded[0], part=part, region=parse_bbox(region) if region else None, fill=fill,
+        occlusion_keypoint=occluded[0], part=part, region=parse_bbox(region, name="--region") if region else None,
+        fill=fill,
         flip=flip, decode=decode, query=query, dpi=dpi, format=fmt)
     summary = run_batch(items, figures.split(","), out_dir, model_name, weights, jobs, figure_options,
                         force=force, progress=not no_progress)

@@ -19,19 +19,19 @@ from .options import figure_options, keypoint_tag, parse_keypoints, parse_layers
               help="Draw over the model's input crop or the original image.")
 @query
 @figure_options
-def attention(image, keypoint, layer, mode, head, where, query, model_name, weights, flip, decode, bbox, out):
+def attention(image, keypoint, layer, mode, head, where, query, model_name, weights, flip, decode, bbox, out, force):
     """Dependency (or affected-area) map of a keypoint: where the prediction looks."""
     from ..figures import save_figure
     keypoints = parse_keypoints(keypoint, model_name)
     default_out = f"{Path(image).stem}_{keypoint_tag(keypoints, model_name)}_{mode}_{model_name}.png"
-    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, decode=decode)
+    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, decode=decode)
     layers = parse_layers(layer, pm.num_layers)
     ex = pm.explain(img, bbox=box, flip=flip, query=query)
     if len(keypoints) == 1 and len(layers) == 1:
         fig = ex.attention_map(mode, keypoints[0], layers[0], head).figure(where)
     else:
         fig = ex.grid(keypoints, layers, mode, head, where)
-    save_figure(fig, out_path)
+    save_figure(fig, out_path, force=force, inputs=[image])
     click.echo(str(out_path))
 
 
@@ -52,17 +52,18 @@ def _require_keypoint_tokens(model_name: str) -> None:
 @click.option("--layer", default="last", show_default=True, help="Encoder layer 1..L, last, all, or a comma list.")
 @click.option("--head", type=int, default=None, help="One attention head (default: the mean of heads).")
 @figure_options
-def kp_attention(image, layer, head, model_name, weights, flip, decode, bbox, out):
+def kp_attention(image, layer, head, model_name, weights, flip, decode, bbox, out, force):
     """Keypoint-to-keypoint attention of a TokenPose model: which keypoints each keypoint token looks at."""
     from ..figures import save_figure
     from ..keypoint_attention import layers_figure
     _require_keypoint_tokens(model_name)
     tag = layer.strip().lower().replace(",", "-")
     default_out = f"{Path(image).stem}_kp-attention_{tag}_{model_name}.png"
-    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, decode=decode)
+    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, decode=decode)
     layers = parse_layers(layer, pm.num_layers)
     ex = pm.explain(img, bbox=box, flip=flip)
-    save_figure(layers_figure([ex.keypoint_attention(i, head) for i in layers]), out_path)
+    save_figure(layers_figure([ex.keypoint_attention(i, head) for i in layers]), out_path, force=force,
+                inputs=[image])
     click.echo(str(out_path))
 
 
@@ -73,15 +74,16 @@ def kp_attention(image, layer, head, model_name, weights, flip, decode, bbox, ou
 @click.option("--max-queries", type=click.IntRange(min=16), default=1024, show_default=True,
               help="Query positions stored per layer; larger grids are subsampled to fit.")
 @figure_options
-def explore(image, keypoint, max_queries, model_name, weights, flip, decode, bbox, out):
+def explore(image, keypoint, max_queries, model_name, weights, flip, decode, bbox, out, force):
     """One self-contained HTML page: click any point to see its dependency map at every layer.
 
-    Written to -o (default: IMAGE-stem_explore_MODEL.html in the current folder).
+    Written to -o, an .html name (default: IMAGE-stem_explore_MODEL.html in the current folder).
     """
     from ..viz.explore import explore_page
     keypoints = parse_keypoints(keypoint, model_name)
     default_out = f"{Path(image).stem}_explore_{model_name}.html"
-    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, decode=decode)
+    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, kind="html",
+                                     decode=decode)
     ex = pm.explain(img, bbox=box, flip=flip)
     page = explore_page(ex, keypoints=keypoints, max_queries=max_queries, title=Path(image).name)
-    click.echo(str(page.save(out_path)))
+    click.echo(str(page.save(out_path, force=force, inputs=[image])))

@@ -26,21 +26,25 @@ query = click.option("--query", type=click.Choice(["official", "geometric"]), de
 
 
 def _check_box(ctx, param, value: str | None) -> str | None:
-    """Fail on a malformed box at parse time; whether it overlaps the image is checked once it is read."""
+    """Fail on a malformed box at parse time; whether it fits the image is checked once it is read."""
     if value is not None:
-        from ..io import parse_bbox
+        from ..io import MAX_COORD, parse_bbox
         try:
             parse_bbox(value)
         except ValueError:
-            raise click.BadParameter(f"expected four numbers x,y,w,h with a positive width and height, "
-                                     f"got '{value}'") from None
+            raise click.BadParameter(f"expected four numbers x,y,w,h (finite, within ±{MAX_COORD:g}) with a "
+                                     f"positive width and height, got '{value}'") from None
     return value
 
 
 bbox = click.option("--bbox", default=None, metavar="X,Y,W,H", callback=_check_box,
                     help="Person box in image pixels (default: whole image).")
 out_file = click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
-                        help="Output file (default: derived from the image name, in the current folder).")
+                        help="Output file (default: derived from the image name, in the current folder); its "
+                             "extension is its format. An existing file is replaced only if tpexplain wrote "
+                             "it (or with --force); never the input image.")
+force = click.option("--force", is_flag=True,
+                     help="Replace existing outputs even if tpexplain did not write them (never an input).")
 
 
 def model_options(f):
@@ -49,8 +53,8 @@ def model_options(f):
 
 
 def figure_options(f):
-    """The model options plus --bbox and -o: every command that explains one person in one image."""
-    return model_options(bbox(out_file(f)))
+    """The model options plus --bbox, -o and --force: every command that explains one person in one image."""
+    return model_options(bbox(out_file(force(f))))
 
 
 def box_option(name: str, help: str):
@@ -108,15 +112,31 @@ def parse_layers(text: str, num_layers: int, option: str = "--layer") -> list[in
     return out
 
 
+def check_outputs(paths, inputs, force: bool, kinds=("figure",)) -> None:
+    """Every output of a command by the output policy (tpexplain.io.check_output), before any work;
+    `kinds` pairs with `paths` (the main output is named -o in the messages, side outputs by their path)."""
+    from pathlib import Path
+
+    from ..io import FORMATS, check_output
+    main, formats = Path(paths[0]), FORMATS[kinds[0]]
+    if main.suffix.lstrip(".").lower() not in formats:
+        raise click.BadParameter(f"'{main}' must end in one of .{', .'.join(formats)}", param_hint="'-o'")
+    for i, (path, kind) in enumerate(zip(paths, kinds)):
+        check_output(path, inputs, kind=kind, force=force, option="-o" if i == 0 else "side output")
+
+
 def prepare(image: str, model_name: str, weights: str | None, bbox: str | None, out: str | None,
-            default_out: str, decode: str = "official"):
+            default_out: str, force: bool = False, kind: str = "figure", decode: str = "official"):
     """Check the output path and read the image (cheap, so first), then load the model.
 
     Returns (pose_model, image, box, out_path).
     """
+    from pathlib import Path
+
     from ..api import load
-    from ..io import check_writable, parse_bbox, read_image
-    out_path = check_writable(out or default_out)
+    from ..io import parse_bbox, read_image
+    out_path = Path(out or default_out)
+    check_outputs([out_path], [image, weights], force, (kind,))
     img = read_image(image)
-    box = parse_bbox(bbox, img.shape) if bbox else None
+    box = parse_bbox(bbox, img.shape, "--bbox") if bbox else None
     return load(model_name, weights, decode=decode), img, box, out_path

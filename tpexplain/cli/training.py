@@ -13,10 +13,14 @@ from .options import model_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 @click.option("--max-people", type=click.IntRange(1, 8), default=3, show_default=True)
-def synth(n, seed, out, max_people):
-    """Generate synthetic people in COCO person-keypoints format (OUT/images, OUT/annotations.json)."""
+@click.option("--force", is_flag=True, help="Replace an existing dataset in OUT (annotations.json, images).")
+def synth(n, seed, out, max_people, force):
+    """Generate synthetic people in COCO person-keypoints format (OUT/images, OUT/annotations.json).
+
+    An existing dataset in OUT is never replaced without --force.
+    """
     from ..training.synth import make_dataset
-    click.echo(str(make_dataset(out, n, seed, max_people=max_people)))
+    click.echo(str(make_dataset(out, n, seed, max_people=max_people, force=force)))
 
 
 @click.command()
@@ -40,12 +44,24 @@ def synth(n, seed, out, max_people):
                    "bfloat16, AVX512-BF16 or AMX, where it is ~1.6x faster; emulated elsewhere, ~10x slower).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Torch threads (default: all cores; 1 is faster on a machine busy with other work).")
+@click.option("--force", is_flag=True, help="Let --export replace a file that is not a PyTorch checkpoint.")
 def train(model_name, coco, images, iters, batch_size, lr, warmup, seed, workers, out, export, save_every, resume,
-          bf16, threads):
-    """Train a model (default: the bundled default model's recipe on synthetic people)."""
+          bf16, threads, force):
+    """Train a model (default: the bundled default model's recipe on synthetic people).
+
+    Writes OUT/last.pth (and --export, a .pth or .pt file); an existing file there is replaced only if it
+    is a PyTorch checkpoint (or with --force).
+    """
+    from ..io import check_output, check_output_dir, require_regular_file
     from ..training.train import train as run
     if coco and not images:
         raise click.UsageError("--coco needs --images")
+    if check_output_dir(out, "--out", parents=True).is_dir():      # train makes a new folder itself
+        check_output(Path(out) / "last.pth", [coco], kind="checkpoint", option="--out's checkpoint")
+    if export:
+        check_output(export, [coco], kind="checkpoint", force=force, option="--export")
+    if coco:
+        require_regular_file(coco, "annotation file")
     run(model_name, out, iters, batch_size, lr, warmup, seed, workers, coco, images, resume, save_every, export,
         threads=threads, bf16=bf16)
 

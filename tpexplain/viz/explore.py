@@ -31,9 +31,11 @@ class ExplorerPage:
     def __init__(self, html_text: str):
         self.html = html_text
 
-    def save(self, path: str | Path) -> Path:
-        from ..io import check_writable, write_text_atomic
-        path = check_writable(path)
+    def save(self, path: str | Path, force: bool = False, inputs=()) -> Path:
+        """Write the page by the output policy (`tpexplain.io.check_output`: an .html name; an existing file
+        replaced only if tpexplain wrote it, or with `force`; never one of `inputs`)."""
+        from ..io import check_output, write_text_atomic
+        path = check_output(path, inputs, kind="html", force=force)
         write_text_atomic(path, self.html)
         path.chmod(0o644)
         return path
@@ -140,6 +142,7 @@ def explorer_html(ex: Explanation, keypoints: list[str] | None = None, max_queri
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="generator" content="tpexplain">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>__TITLE__ · tpexplain explorer</title>
 <style>

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import read_image
+from ...io import check_annotation, read_image, require_regular_file
 from ...keypoints import COCO_KEYPOINTS
 
 
@@ -28,8 +28,7 @@ def read_people(annotations: str | Path, images: str | Path, max_people: int | N
     file order, at most `max_people`."""
     from pycocotools.coco import COCO
     ann_path, image_dir = Path(annotations), Path(images)
-    if not ann_path.is_file():
-        raise ValueError(f"annotation file not found: {ann_path}")
+    require_regular_file(ann_path, "annotation file")
     if not image_dir.is_dir():
         raise ValueError(f"image folder not found: {image_dir}")
     try:
@@ -45,6 +44,7 @@ def read_people(annotations: str | Path, images: str | Path, max_people: int | N
     files = {image_id: im.get("file_name") for image_id, im in coco.imgs.items()}
     people = []
     for a in coco.loadAnns(coco.getAnnIds()):               # every annotation, in the file's order
+        check_annotation(a, str(ann_path))                  # finite numbers in range, before any geometry
         try:
             kp = np.asarray(a["keypoints"], np.float64).reshape(-1, 3)
             box = tuple(float(v) for v in a["bbox"])
