@@ -106,13 +106,24 @@ def _torch_load(path: Path):
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path} contains a Python object of type {_offending_type(path, str(exc))}; "
+        found = _offending_type(path, str(exc))
+        if found is None:   # not a pickle at all, or a damaged one
+            raise CheckpointError(f"cannot read checkpoint {path}: not a torch checkpoint "
+                                  f"({_unpickler_reason(str(exc))})") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: it contains a Python object of type {found}; "
                               f"{SAFETY}") from None
     except Exception as exc:  # truncated zips, not a torch file at all, legacy formats
         raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
 
 
-def _offending_type(path: Path, message: str) -> str:
+def _unpickler_reason(message: str) -> str:
+    # torch's text around the unpickler's own words advises weights_only=False: keep only the latter
+    reason = message.split("WeightsUnpickler error:")[-1].strip().splitlines()
+    reason = reason[0] if reason else "unreadable"
+    return reason[:120] if "weights_only" not in reason else "unreadable"
+
+
+def _offending_type(path: Path, message: str) -> str | None:
     """The global a refused pickle asked for, in the unpickler's words or by reading the pickle statically."""
     found = None
     try:
@@ -127,7 +138,7 @@ def _offending_type(path: Path, message: str) -> str:
         m = re.search(pattern, message, flags=re.M)
         if m:
             return m[1]
-    return "unknown (the pickle uses an operation outside the allowed set)"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
