@@ -94,3 +94,48 @@ def test_native_bf16_matches_the_cpu_flags():
     from tpexplain.training.train import native_bf16
     flags = set(Path("/proc/cpuinfo").read_text().split())
     assert native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0, -1e-3, 1e39])
+def test_a_learning_rate_that_is_not_finite_and_positive_is_refused(tmp_path, lr):
+    with pytest.raises(ValueError, match="learning rate must be a finite number above 0"):
+        train("default", tmp_path / "run", iters=2, batch_size=2, lr=lr, workers=0, bf16=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_divergence_stops_training_without_writing_nan_weights(tmp_path):
+    from tpexplain.training.train import TrainingDiverged
+    run = tmp_path / "run"
+    train("default", run, iters=2, batch_size=2, lr=1e-3, warmup=0, workers=0, save_every=1,
+          export=tmp_path / "w.pth", bf16=False)
+    # an optimizer state holding inf (a corrupted checkpoint): the loss is still finite, the next step's weights
+    # are not, and they are not saved
+    ckpt = torch.load(run / "last.pth", weights_only=True)
+    for state in ckpt["optimizer"]["state"].values():
+        state["exp_avg"].fill_(float("inf"))
+    torch.save(ckpt, run / "last.pth")
+    before = (run / "last.pth").read_bytes(), (tmp_path / "w.pth").read_bytes()
+    with pytest.raises(TrainingDiverged, match=r"training diverged at iteration 3: \d+ weight tensors hold NaN or "
+                                               r"inf .*last\.pth is kept as it was"):
+        train("default", run, iters=6, batch_size=2, lr=1e-3, warmup=0, workers=0, save_every=1,
+              export=tmp_path / "w.pth", bf16=False, resume=True)
+    assert ((run / "last.pth").read_bytes(), (tmp_path / "w.pth").read_bytes()) == before
+    assert sorted(p.name for p in run.iterdir()) == ["last.pth"]
+    state = torch.load(tmp_path / "w.pth", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_train_command_refuses_lr_inf_and_stops_on_divergence(tmp_path):
+    from click.testing import CliRunner
+
+    from tpexplain.cli import main
+    r = CliRunner().invoke(main, ["train", "--lr", "inf", "--iters", "2", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 1 and r.output.strip().splitlines() == [
+        "Error: learning rate must be a finite number above 0, got inf"], r.output
+    assert not (tmp_path / "a").exists()
+    # weights of 1e30 after the first step: the next loss is not finite
+    r = CliRunner().invoke(main, ["train", "--lr", "1e30", "--iters", "4", "--batch-size", "2", "--warmup", "0",
+                                  "--workers", "0", "--no-bf16", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 1 and "Error: training diverged at iteration 2: the loss is " in r.output, r.output
+    assert "no checkpoint was written" in r.output
+    assert not (tmp_path / "b" / "last.pth").exists()

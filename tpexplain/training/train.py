@@ -45,6 +45,15 @@ def native_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights stopped being finite numbers: training stops, no checkpoint is written."""
+
+
+def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors in `state` that hold NaN or inf."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def _save_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -59,7 +68,13 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
     """Train a zoo architecture from scratch on COCO-format data (`coco`, `images`) or, without them,
     on synthetic people generated on the fly. `bf16` runs the forward pass under bfloat16 autocast
     (about 1.6x faster on CPUs with AMX/AVX512-BF16; the loss and the weights stay float32); None
-    turns it on exactly when the CPU has native bfloat16. Returns the final training state summary."""
+    turns it on exactly when the CPU has native bfloat16. Returns the final training state summary.
+
+    A learning rate that is not a finite number above 0 is refused. When the loss or the weights stop being
+    finite, training stops with `TrainingDiverged` and writes nothing: the last checkpoint stays as it was."""
+    # above float32's largest number the optimizer's float32 update cannot hold it either
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= torch.finfo(torch.float32).max:
+        raise ValueError(f"learning rate must be a finite number above 0, got {lr}")
     torch.manual_seed(seed)
     if bf16 is None:
         bf16 = native_bf16()
@@ -82,6 +97,8 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
     ckpt_path = out / "last.pth"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if non_finite(ckpt["model"]):
+            raise ValueError(f"cannot resume: {ckpt_path} holds NaN or inf weights ({non_finite(ckpt['model'])[0]})")
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, history = int(ckpt["step"]), list(ckpt.get("history", []))
@@ -102,6 +119,9 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 pred = net(x.to(memory_format=torch.channels_last))
             loss = joints_mse(pred.float(), target, weight)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise TrainingDiverged(_diverged(f"the loss is {loss.item()}", step + 1, lr, ckpt_path))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -114,6 +134,11 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
                 log.debug(f"iter {step}/{iters}  loss {running:.6f}  lr {opt.param_groups[0]['lr']:.2e}  "
                           f"{seen / (time.time() - t0):.1f} img/s")
             if step % save_every == 0 or step == iters:
+                bad = non_finite(net.state_dict())
+                if bad:
+                    bar.close()
+                    raise TrainingDiverged(_diverged(f"{len(bad)} weight tensors hold NaN or inf ({bad[0]}, ...)",
+                                                     step, lr, ckpt_path))
                 state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
                          "history": history, "config": {"model": model, "iters": iters, "batch_size": batch_size,
                                                         "lr": lr, "seed": seed, "coco": coco, "bf16": bf16}}
@@ -123,3 +148,9 @@ def train(model: str = "default", out: str | Path = "runs/default", iters: int =
     bar.close()
     log.info(f"iteration {step}: loss {running:.6f}" if running is not None else f"iteration {step}")
     return {"step": step, "loss": running, "history": history, "seconds": time.time() - t0}
+
+
+def _diverged(what: str, step: int, lr: float, ckpt_path: Path) -> str:
+    kept = f"{ckpt_path} is kept as it was" if ckpt_path.exists() else "no checkpoint was written"
+    return (f"training diverged at iteration {step}: {what}; stopped without saving ({kept}); "
+            f"try a learning rate smaller than {lr:g}")
