@@ -332,3 +332,14 @@ def test_a_real_shell_sees_one_line(work):
                         "-o", str(work / "photo.jpg")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("Error:"), r.stderr
     assert (work / "photo.jpg").read_bytes() == SKIER.read_bytes()
+
+
+def test_train_outputs_follow_the_policy(work, fifo):
+    base = ["train", "--iters", "1", "--batch-size", "1", "--workers", "0"]
+    fails([*base, "--out", work / "run", "--export", work / "weights.txt"], work, ".pth")
+    fifo("pipe.pth")
+    fails([*base, "--out", work / "run", "--export", work / "pipe.pth"], work, "FIFO")
+    (work / "notes.pth").write_text("not a checkpoint")
+    fails([*base, "--out", work / "run", "--export", work / "notes.pth"], work, "--force")
+    fails([*base, "--out", work / "good.png"], work, "is a file")
+    fails([*base, "--out", work / "pipe.pth"], work, "FIFO")
