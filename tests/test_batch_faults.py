@@ -141,3 +141,14 @@ def test_a_run_whose_every_figure_fails_writes_nothing(coco_dir, small_weights, 
     # into a new folder: no folder, no gallery of failures
     result = CliRunner().invoke(main, args[:2] + ["--out", str(tmp_path / "fresh")] + args[4:])
     assert result.exit_code == 1 and not (tmp_path / "fresh").exists()
+
+
+def test_jobs_are_bounded_by_the_cores(coco_dir, small_weights, tmp_path, caplog):
+    from tpexplain.batch import available_cores
+    items = coco_items(coco_dir / "test_coco.json", coco_dir)[:1]
+    summary = run_batch(items, ["attention"], tmp_path / "o", weights=str(small_weights), jobs=1000,
+                        options=OPTIONS, progress=False)
+    assert summary.made == 1
+    cap = 2 * available_cores()
+    assert f"1000 jobs is more than twice the {cap // 2} cores this process may use: at most {cap} workers" in \
+        [r.getMessage() for r in caplog.records]

@@ -134,7 +134,12 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
             log.warning(f"worker {reason} while on {item.image} ({item.person}): trying again on a fresh worker "
                         f"(attempt {attempt} of {allowed})")
 
-        jobs = max(1, min(jobs or available_cores(), len(todo) or 1))
+        # one torch thread per worker: more workers than cores only add model copies in memory
+        cap = 2 * available_cores()
+        if jobs and jobs > cap:
+            log.warning(f"{jobs} jobs is more than twice the {cap // 2} cores this process may use: "
+                        f"at most {cap} workers")
+        jobs = max(1, min(jobs or available_cores(), cap, len(todo) or 1))
         try:
             if todo and jobs == 1:
                 run_in_process(todo, options, out, model_name, weights, record, model=model)
