@@ -161,7 +161,11 @@ def worker_main(conn, model_name: str, weights: str | None, options: FigureOptio
             return
         item, kinds = task
         _test_hook(item)
-        conn.send(process(item, kinds, options, out))
+        rows = process(item, kinds, options, out)
+        try:
+            conn.send(rows)
+        except OSError:                   # the parent is gone
+            return
 
 
 def _test_hook(item: Item) -> None:
