@@ -241,3 +241,23 @@ def test_resume_checks_that_each_output_is_the_file_its_row_describes(coco_dir, 
     assert run(moved).made == 1
     rows = read_manifest(out / "manifest.jsonl")
     assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["bbox"] == [270.0, 40.0, 220.0, 350.0]
+
+
+def test_a_figure_tpexplain_did_not_make_is_replaced_only_with_force(coco_dir, small_weights, tmp_path):
+    item = Item(str(coco_dir / "000000000785.jpg"), "box0", (280.79, 44.73, 218.7, 346.68))
+    out = tmp_path / "o"
+    opts = FigureOptions(keypoints=("l_ankle",), dpi=40)
+
+    def run(**kw):
+        return run_batch([item], ["attention"], out, weights=str(small_weights), jobs=1, options=opts,
+                         progress=False, **kw)
+
+    assert run().made == 1
+    figure = out / "000000000785_box0_attention.png"
+    import cv2
+    import numpy as np
+    foreign = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()   # not marked as ours
+    figure.write_bytes(foreign)
+    summary = run()
+    assert summary.failed == 1 and figure.read_bytes() == foreign           # the user's file is kept
+    assert run(force=True).made == 1 and figure.read_bytes() != foreign

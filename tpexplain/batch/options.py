@@ -29,6 +29,7 @@ class FigureOptions:
     query: str = "official"                       # attention, layers: a keypoint's token, official | geometric
     dpi: int = 120
     format: str = "png"
+    replace: bool = False                         # --force: replace a figure even if tpexplain did not make it
 
     def signature(self, kind: str) -> dict:
         """The options that determine `kind`'s output (stored in the manifest)."""

@@ -1,6 +1,8 @@
 """`run_batch`: make each figure kind for each person, skipping complete outputs, on every core."""
 from __future__ import annotations
 
+import dataclasses
+
 import html
 import json
 import logging
@@ -81,7 +83,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
     out = Path(out_dir)
     _check_out_dir(out)
     weights = str(weights) if weights is not None else None
-    options = (options or FigureOptions()).for_model(model_name)
+    options = dataclasses.replace((options or FigureOptions()).for_model(model_name), replace=force)
 
     manifest_path = out / MANIFEST
     previous = latest(read_manifest(manifest_path))

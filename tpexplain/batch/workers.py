@@ -92,18 +92,18 @@ def make_figure(kind: str, pm, ex, image, box, options: FigureOptions, path: Pat
             fig = ex.attention_map(options.mode, options.keypoints[0], layers[0], options.head).figure(options.where)
         else:
             fig = ex.grid(list(options.keypoints), layers, options.mode, options.head, options.where)
-        save_figure(fig, path, dpi=options.dpi)
+        save_figure(fig, path, dpi=options.dpi, force=options.replace)
         return None, ex
     if kind == "layers":
         from ..analysis.depth import layer_study
         study = layer_study(ex, list(options.keypoints), head=options.head)
-        save_figure(study.figure(options.where), path, dpi=options.dpi)
+        save_figure(study.figure(options.where), path, dpi=options.dpi, force=options.replace)
         return {"metrics": rounded(study.metrics)}, ex
     if kind == "occlusion":
         from ..analysis.occlusion import occlusion_study
         study = occlusion_study(pm, image, options.occlusion_keypoint, bbox=box, region=options.region,
                                 part=options.part, fill=options.fill, flip=options.flip)
-        save_figure(study.figure(), path, dpi=options.dpi)
+        save_figure(study.figure(), path, dpi=options.dpi, force=options.replace)
         return rounded(study.summary()), study.before
     raise ValueError(f"unknown figure kind '{kind}'; use {', '.join(FIGURE_KINDS)}")
 
