@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..keypoints import OKS_SIGMAS
+from ..transforms import clean_bbox  # noqa: F401  (the official box cleaning; re-exported here)
 
 # The official COCO test settings (TransPose and HRNet configs, TEST section).
 IMAGE_THRE = 0.0    # detections scoring below this are dropped
@@ -18,24 +19,6 @@ CROWDPOSE_KEYPOINTS: tuple[str, ...] = (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
     "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck",
 )
-
-
-def clean_bbox(bbox: list[float], width: float, height: float) -> list[float] | None:
-    """A ground-truth box (x, y, w, h) as the official COCO loader cleans it; None when it drops the box.
-
-    As the official code: the corner is clamped to the image, the far corner is the clamped corner plus
-    (w - 1, h - 1) clamped to the last pixel, so a box is one pixel narrower and shorter than stored and a box
-    hanging off the left or top edge keeps its size (shifted), not its far edge. A box is dropped when
-    the far corner ends before the near one (the box lies wholly right of or below the image).
-    The caller also drops annotations whose `area` is not positive, as the official loader does.
-    """
-    x, y, w, h = (float(v) for v in bbox[:4])
-    x1, y1 = max(0.0, x), max(0.0, y)
-    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
-    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
-    if x2 < x1 or y2 < y1:
-        return None
-    return [x1, y1, x2 - x1, y2 - y1]
 
 
 def person_score(keypoint_scores: np.ndarray, box_score: float = 1.0, threshold: float = IN_VIS_THRE) -> float:

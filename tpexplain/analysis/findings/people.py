@@ -10,6 +10,7 @@ import numpy as np
 
 from ...io import check_annotation, read_image, require_regular_file
 from ...keypoints import COCO_KEYPOINTS
+from ...transforms import clean_bbox
 
 
 @dataclass
@@ -47,7 +48,12 @@ def read_people(annotations: str | Path, images: str | Path, max_people: int | N
         check_annotation(a, str(ann_path))                  # finite numbers in range, before any geometry
         try:
             kp = np.asarray(a["keypoints"], np.float64).reshape(-1, 3)
-            box = tuple(float(v) for v in a["bbox"])
+            image = coco.imgs.get(a.get("image_id"), {})
+            # the box as the official loader cleans it (tpexplain eval does the same), when the size is known
+            box = a["bbox"] if "width" not in image else clean_bbox(a["bbox"], image["width"], image["height"])
+            if box is None:
+                continue
+            box = tuple(float(v) for v in box)
         except (KeyError, TypeError, ValueError):
             continue
         if a.get("iscrowd", 0) or len(kp) != len(COCO_KEYPOINTS) or not (kp[:, 2] > 0).any():
