@@ -309,7 +309,9 @@ def test_results_write_what_they_return(tiny_pm, tmp_path):
 def mpii_pm():
     torch.manual_seed(0)
     model = TokenPose(patch_size=(16, 16), depth=2, heads=2, num_keypoints=16, image_size=(256, 256)).eval()
-    return PoseModel(model, "mpii-small", model.keypoint_names)
+    # random weights: the official (unguarded) DARK step can throw a keypoint off the crop, where no token
+    # disc can hold it; the guarded decoding keeps these geometric checks meaningful
+    return PoseModel(model, "mpii-small", model.keypoint_names, decode="guarded")
 
 
 def test_part_joints_follow_the_keypoint_set():
