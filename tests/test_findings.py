@@ -221,5 +221,5 @@ def test_read_people_uses_the_coco_file_order(tmp_path):
     with pytest.raises(ValueError, match="not a COCO annotation file"):
         read_people(bad, DATA)
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="not a JSON file"):
+    with pytest.raises(ValueError, match="not a COCO annotation file: .*not a JSON file"):
         read_people(bad, DATA)

@@ -369,3 +369,23 @@ def check_annotation(ann: dict, where: str) -> None:
         area = _numbers([ann["area"]], 1)
         if area is None or area[0] < 0:
             raise ValueError(f"{label}: area must be a finite number >= 0")
+
+
+def read_coco(path: str | Path):
+    """A COCO annotation file as pycocotools' `COCO` (the one COCO reader), loaded quietly.
+
+    Errors are one-line ValueErrors naming the file: not JSON, or no 'images'/'annotations' lists.
+    """
+    from pycocotools.coco import COCO
+    path = require_regular_file(path, "annotation file")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):     # pycocotools narrates its loading on stdout
+            coco = COCO(str(path))
+    except (ValueError, UnicodeDecodeError) as exc:         # json's errors are ValueErrors
+        raise ValueError(f"not a COCO annotation file: {path} (not a JSON file: {exc})") from None
+    except (AssertionError, KeyError, TypeError) as exc:    # pycocotools asserts the top level is a dict
+        raise ValueError(f"not a COCO annotation file: {path} ({exc})") from None
+    for key in ("images", "annotations"):
+        if not isinstance(coco.dataset.get(key), list):
+            raise ValueError(f"not a COCO annotation file: {path} ('{key}' missing or not a list)")
+    return coco

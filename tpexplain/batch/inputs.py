@@ -1,9 +1,7 @@
 """The people a batch explains: every image of a folder (whole, or per a boxes file) or every person of a COCO file."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -56,16 +54,12 @@ def folder_items(folder: str | Path, boxes: str | Path | None = None) -> list[It
 
 def coco_items(annotations: str | Path, images: str | Path) -> list[Item]:
     """Every person instance with at least one labelled keypoint (not crowds), its bbox as the box."""
-    from ..io import check_annotation, require_regular_file
+    from ..io import check_annotation, read_coco
     annotations, images = Path(annotations), Path(images)
-    require_regular_file(annotations, "annotation file")
     if not images.is_dir():
         raise ValueError(f"image folder not found: {images}")
+    coco = read_coco(annotations)
     try:
-        from pycocotools.coco import COCO
-        with contextlib.redirect_stdout(io.StringIO()):   # pycocotools narrates its loading on stdout
-            coco = COCO(str(annotations))
-        coco.dataset["images"]                            # required, even when empty
         files = {image_id: im["file_name"] for image_id, im in coco.imgs.items()}
         anns = coco.loadAnns(coco.getAnnIds())            # every annotation, in the file's order
     except (ValueError, KeyError, TypeError, AssertionError) as exc:

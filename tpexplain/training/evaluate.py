@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..api import PoseModel
-from ..io import check_annotation, read_image, require_regular_file
+from ..io import check_annotation, read_coco, read_image
 from ..keypoints import COCO_KEYPOINTS, COCO_LONG_NAMES, MPII_KEYPOINTS, OKS_SIGMAS, PCK_ALPHA
 from ..progress import track
 from .oks import (CROWDPOSE_KEYPOINTS, CROWDPOSE_SIGMAS, IMAGE_THRE, OKS_THRE, clean_bbox, mirror_index,
@@ -41,11 +41,7 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
     scored, `skipped` (image files not read) and, with ground-truth boxes, PCK for visible and occluded
     keypoints and `per_keypoint` (see `keypoint_breakdown`).
     """
-    from pycocotools.coco import COCO
-
-    require_regular_file(annotations, "annotation file")
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(annotations))
+    coco = read_coco(annotations)
     names, sigmas = file_keypoints(coco, annotations, pose_model)
     mirror = mirror_index(names)
     for a in coco.dataset.get("annotations", []):

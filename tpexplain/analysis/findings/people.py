@@ -1,14 +1,12 @@
 """The people the findings measure: annotated people of a COCO keypoints file, or generated synthetic ones."""
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...io import check_annotation, read_image, require_regular_file
+from ...io import check_annotation, read_coco, read_image
 from ...keypoints import COCO_KEYPOINTS
 from ...transforms import clean_bbox
 
@@ -27,21 +25,10 @@ class Person:
 def read_people(annotations: str | Path, images: str | Path, max_people: int | None = None) -> list[Person]:
     """People with labelled keypoints in a COCO person-keypoints file (crowd and tiny boxes left out), in
     file order, at most `max_people`."""
-    from pycocotools.coco import COCO
     ann_path, image_dir = Path(annotations), Path(images)
-    require_regular_file(ann_path, "annotation file")
     if not image_dir.is_dir():
         raise ValueError(f"image folder not found: {image_dir}")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):     # pycocotools narrates its loading on stdout
-            coco = COCO(str(ann_path))
-    except (ValueError, UnicodeDecodeError) as exc:         # json's errors are ValueErrors
-        raise ValueError(f"{ann_path} is not a JSON file: {exc}") from None
-    except (AssertionError, KeyError, TypeError):
-        coco = None
-    if coco is None or not isinstance(coco.dataset.get("images"), list) \
-            or not isinstance(coco.dataset.get("annotations"), list):
-        raise ValueError(f"{ann_path} is not a COCO annotation file (needs 'images' and 'annotations' lists)")
+    coco = read_coco(ann_path)
     files = {image_id: im.get("file_name") for image_id, im in coco.imgs.items()}
     people = []
     for a in coco.loadAnns(coco.getAnnIds()):               # every annotation, in the file's order
