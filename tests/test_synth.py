@@ -232,7 +232,7 @@ def test_package_imports_only_numpy_cv2_and_light_tpexplain_modules():
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 third_party.add(node.module if node.module.startswith("tpexplain") else node.module.split(".")[0])
     stdlib = {"__future__", "colorsys", "dataclasses", "gzip", "importlib", "json", "math", "pathlib", "functools"}
-    assert third_party - stdlib == {"numpy", "cv2", "tpexplain.keypoints", "tpexplain.io"}
+    assert third_party - stdlib == {"numpy", "cv2", "tpexplain.keypoints", "tpexplain.io", "tpexplain.progress"}
 
 
 def test_argument_checks(tmp_path: Path):

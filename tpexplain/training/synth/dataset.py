@@ -8,17 +8,20 @@ import cv2
 
 from tpexplain.io import GENERATOR, atomic_path, check_output_dir, made_by_tpexplain, write_text_atomic
 from tpexplain.keypoints import COCO_LONG_NAMES, SKELETON
+from tpexplain.progress import track
 
 from .scene import render_image
 
 
-def make_dataset(out_dir: str | Path, n: int, seed: int = 0, *, max_people: int = 3, force: bool = False) -> Path:
+def make_dataset(out_dir: str | Path, n: int, seed: int = 0, *, max_people: int = 3, force: bool = False,
+                 progress: bool = True) -> Path:
     """Writes out_dir/images/{id:012d}.jpg (quality 95) and out_dir/annotations.json in COCO
     person-keypoints format; returns the annotation path. Image i (id i + 1) uses
     render_image(seed * 1_000_003 + i) so two seeds never share images (for n < 1_000_003). Writes
     atomically (temp file + os.replace) so an interrupted run leaves no half-written annotation file.
     `file_name` in the JSON is relative to out_dir/images. An existing dataset (annotations.json) is
-    replaced only with `force`, and an existing image file only if tpexplain wrote it (or with `force`)."""
+    replaced only with `force`, and an existing image file only if tpexplain wrote it (or with `force`).
+    Progress is shown per image unless `progress` is False."""
     if seed < 0 or n < 0:
         raise ValueError("seed and n must be >= 0")
     out = Path(out_dir)
@@ -27,7 +30,7 @@ def make_dataset(out_dir: str | Path, n: int, seed: int = 0, *, max_people: int 
         _refuse_to_overwrite(out, n)
     (out / "images").mkdir(parents=True, exist_ok=True)
     images, anns = [], []
-    for i in range(n):
+    for i in track(range(n), "synth", "images", enabled=progress):
         img, people = render_image(seed * 1_000_003 + i, max_people=max_people)
         iid = i + 1
         name = f"{iid:012d}.jpg"
