@@ -2,7 +2,7 @@
 
 Usage:
     python bench/compare_revisions.py --base bd7682c [--head WORKTREE_OR_REV] [--out DIR] [--rtol 0]
-                                      [--only NAME,NAME] [--reuse] [--list]
+                                      [--only NAME,NAME] [--reuse] [--head-like-base] [--list]
 
 --base is a git revision; it is checked out with `git worktree add` in a temporary folder (removed at the
 end). --head is a folder holding a checkout (default: this repository's working tree, as it is now) or a
@@ -24,6 +24,9 @@ with paths and timings masked, numbers in it compared as numbers. Timings (JSON 
 "seconds") and path strings are not compared. "same" means exactly equal. The last line is `N same, M differ`;
 the exit status is 1 when a difference exceeds --rtol (relative, default 0: exact) or a command failed on
 one side only.
+
+--head-like-base adds to head's commands the switches (BASE_DEFAULTS) that restore defaults other issues changed
+on purpose after the base (issue 12: --decode guarded, --query geometric), to isolate the restructuring.
 
 Re-run some commands into an earlier --out folder with `--only NAME --reuse` (--reuse keeps a side's run
 that succeeded before). The full list takes about 5 minutes per side on 2 cores.
@@ -72,6 +75,13 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("synth", ["synth", "--n", "3", "--seed", "5", "--out", "out"]),
     ("eval", ["eval", "--coco", ANN, "--images", str(DATA)]),
 ]
+
+# --head-like-base: the switches that give back the base's defaults changed on purpose by issue 12
+# (docs/fidelity.md: official keypoint decoding and query token), so that what remains is the restructuring
+_GUARDED, _GEOMETRIC = ["--decode", "guarded"], ["--query", "geometric"]
+BASE_DEFAULTS = {"attention": _GUARDED + _GEOMETRIC, "layers": _GUARDED + _GEOMETRIC, "batch": _GUARDED + _GEOMETRIC,
+                 "occlusion": _GUARDED, "explore": _GUARDED, "kp-attention": _GUARDED, "findings": _GUARDED,
+                 "eval": _GUARDED}
 
 # Runs the CLI of the checkout in $TPEXPLAIN_COMPARE_ROOT, and refuses a tpexplain module from anywhere else.
 RUNNER = """\
@@ -157,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="keep a side's earlier successful run in --out")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per command")
     ap.add_argument("--python", default=None, help="interpreter (default: the repository's .venv)")
+    ap.add_argument("--head-like-base", action="store_true",
+                    help="add to head's commands the switches that restore the base's defaults (BASE_DEFAULTS)")
     ap.add_argument("--list", action="store_true", help="print the commands and exit")
     opts = ap.parse_args(argv)
     if opts.list:
@@ -209,7 +221,8 @@ def compare(roots: dict[str, Path], commands, python: str, out: Path, tmp: Path,
     for name, args in commands:
         status = {}
         for side in ("base", "head"):
-            rc, sec = run(python, args, out / side / name, envs[side], opts.reuse, opts.timeout)
+            extra = BASE_DEFAULTS.get(args[0], []) if side == "head" and opts.head_like_base else []
+            rc, sec = run(python, args + extra, out / side / name, envs[side], opts.reuse, opts.timeout)
             status[side] = rc
             state_file = out / side / name / "state.txt"
             state = state_file.read_text().strip() if state_file.exists() else "?"
