@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import zoo
+from ..io import atomic_path
 from ..progress import progress
 from .data import CocoPersons, SyntheticPersons
 
@@ -55,10 +55,10 @@ def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
 
 
 def _save_atomic(obj, path: Path) -> None:
+    # through the one atomic writer: a full disk leaves the previous checkpoint, not a stray temp file
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def train(model: str = "default", out: str | Path = "runs/default", iters: int = 4000, batch_size: int = 32,

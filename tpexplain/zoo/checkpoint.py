@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import stat
 from pathlib import Path
 
 import torch
@@ -29,8 +30,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_dir():
         state = _read_folder(path)
-    elif not path.is_file():
+    elif not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    elif not path.is_file() or not stat.S_ISREG(path.stat().st_mode):
+        # a FIFO would block the read, a device could stream forever: refuse before opening
+        raise CheckpointError(f"checkpoint is not a regular file: {path}")
     elif _is_safetensors(path):
         state = _read_safetensors(path)
     else:
