@@ -72,6 +72,13 @@ MODULES = _modules()
 GRAPH = {m: _imports(m, p, set(MODULES)) for m, p in MODULES.items()}
 
 
+def test_every_folder_of_code_is_a_regular_package():
+    # a folder without __init__.py is a namespace package: setuptools' find_packages leaves it out of the wheel
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    missing = sorted(str(f.relative_to(PACKAGE.parent)) for f in folders if not (f / "__init__.py").exists())
+    assert not missing, f"folders of code without __init__.py: {missing}"
+
+
 def test_every_module_has_a_layer():
     unplaced = [m for m in MODULES if m != "tpexplain" and _layer(m) is None]
     assert not unplaced, f"modules outside the known layers: {unplaced}"

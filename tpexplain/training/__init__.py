@@ -1,0 +1,1 @@
+"""Training and evaluation: synthetic people (synth/), datasets, the training recipe, COCO keypoint evaluation."""
