@@ -28,3 +28,13 @@ def tp_r_a3_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tp_r_a3.pth"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_weights(tmp_path_factory) -> Path:
+    """The default architecture with seeded random weights: the real checkpoint path, fast and stable."""
+    from tpexplain import zoo
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "default_random.pth"
+    torch.save(zoo.build("default").state_dict(), path)
+    return path

@@ -15,15 +15,6 @@ from tpexplain.cli import main
 TPEXPLAIN = str(Path(sys.executable).parent / "tpexplain")
 
 
-@pytest.fixture(scope="module")
-def small_weights(tmp_path_factory) -> Path:
-    """The default architecture with seeded random weights: the real checkpoint path, fast and stable."""
-    from tpexplain import zoo
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "default_random.pth"
-    torch.save(zoo.build("default").state_dict(), path)
-    return path
-
 
 def test_coco_items_are_the_annotated_people(coco_dir, tmp_path, capsys):
     items = coco_items(coco_dir / "test_coco.json", coco_dir)

@@ -21,14 +21,6 @@ TPEXPLAIN = str(Path(sys.executable).parent / "tpexplain")
 OPTIONS = FigureOptions(keypoints=("l_ankle",), dpi=40)
 
 
-@pytest.fixture(scope="module")
-def small_weights(tmp_path_factory) -> Path:
-    from tpexplain import zoo
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "default_random.pth"
-    torch.save(zoo.build("default").state_dict(), path)
-    return path
-
 
 def _listing(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
