@@ -47,7 +47,8 @@ def flip_index(k: int, flip_pairs: tuple[tuple[int, int], ...] = FLIP_PAIRS) -> 
     return k
 
 
-def _normalise(name: str) -> str:
+def name_key(name: str) -> str:
+    """A keypoint name compared across files and models: lower case, `left_`/`right_` as `l_`/`r_`."""
     n = name.strip().lower().replace("-", "_").replace(" ", "_")
     for long, short in (("left_", "l_"), ("right_", "r_")):
         if n.startswith(long):
@@ -65,8 +66,8 @@ def keypoint_index(name: str | int, names: tuple[str, ...] = COCO_KEYPOINTS) -> 
         if not 0 <= i < len(names):
             raise ValueError(f"keypoint index {i} out of range 0..{len(names) - 1}")
         return i
-    n = _normalise(name)
-    short = [_normalise(x) for x in names]
+    n = name_key(name)
+    short = [name_key(x) for x in names]
     if n in short:
         return short.index(n)
     close = difflib.get_close_matches(n, short, n=3, cutoff=0.5)

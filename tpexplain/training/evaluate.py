@@ -13,10 +13,10 @@ import numpy as np
 
 from ..api import PoseModel
 from ..io import check_annotation, read_coco, read_image
-from ..keypoints import COCO_KEYPOINTS, COCO_LONG_NAMES, MPII_KEYPOINTS, OKS_SIGMAS, PCK_ALPHA
+from ..keypoints import COCO_KEYPOINTS, COCO_LONG_NAMES, MPII_KEYPOINTS, OKS_SIGMAS, PCK_ALPHA, name_key
 from ..progress import track
-from .oks import (CROWDPOSE_KEYPOINTS, CROWDPOSE_SIGMAS, IMAGE_THRE, OKS_THRE, clean_bbox, mirror_index,
-                  name_key, oks_nms, person_score)
+from .oks import (CROWDPOSE_KEYPOINTS, CROWDPOSE_SIGMAS, IMAGE_THRE, OKS_THRE, clean_bbox, mirror_index, oks_nms,
+                  person_score)
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..keypoints import OKS_SIGMAS
+from ..keypoints import OKS_SIGMAS, name_key
 from ..transforms import clean_bbox  # noqa: F401  (the official box cleaning; re-exported here)
 
 # The official COCO test settings (TransPose and HRNet configs, TEST section).
@@ -61,15 +61,6 @@ def oks_nms(poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold:
         overlap = oks_overlaps(poses[i], poses[rest], areas[i], areas[rest], sigmas)
         order = rest[overlap <= threshold]
     return keep
-
-
-def name_key(name: str) -> str:
-    """A keypoint name compared across files and models: lower case, `left_`/`right_` as `l_`/`r_`."""
-    n = name.strip().lower().replace("-", "_").replace(" ", "_")
-    for long, short in (("left_", "l_"), ("right_", "r_")):
-        if n.startswith(long):
-            n = short + n[len(long):]
-    return n
 
 
 def mirror_index(names: tuple[str, ...] | list[str]) -> list[int]:
