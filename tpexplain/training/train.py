@@ -3,7 +3,7 @@
 Joints MSE with target weights, Adam with linear warm-up and cosine decay, channels_last convolutions,
 each zoo model's own dropout (its manifest config: TransPose 0.1 in attention and residuals as the official
 configs; TokenPose none; ViTPose drop path), except the bundled default model's recipe: dropout 0 (on CPU
-attention dropout takes a path ~10x slower; see docs/model_zoo.md and docs/fidelity.md).
+a training step with dropout 0.1 takes ~3x as long, measured by bench/train_speed.py; see docs/fidelity.md).
 Checkpoints are written atomically every `save_every` iterations; `resume=True` continues a run.
 """
 from __future__ import annotations
