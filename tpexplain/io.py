@@ -257,12 +257,6 @@ def to_rgb8(image: np.ndarray, where: str = "image") -> np.ndarray:
     return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
 
 
-def check_writable(path: str | Path) -> Path:
-    """Fail early, with a reason, if `path` cannot be written (before any computation): `check_output`
-    with --force's leniency (any regular file may be replaced)."""
-    return check_output(path, force=True)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""

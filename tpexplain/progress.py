@@ -68,6 +68,12 @@ class Progress:
         self.close()
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for a message: its first line, or its type when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _in_notebook() -> bool:
     """Running in a Jupyter kernel (where tqdm draws a widget), not merely with ipykernel imported."""
     ipython = sys.modules.get("IPython")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from multiprocessing import connection as mp_connection
 from pathlib import Path
 
+from ..progress import one_line
 from .inputs import Item
 from .manifest import file_digest, person_rows
 from .options import FIGURE_KINDS, FigureOptions, resolve_layers
@@ -125,12 +126,6 @@ def keypoint_record(ex) -> dict:
     """{name: [x, y, score]} of an Explanation's predicted keypoints, rounded for the manifest."""
     return {name: [round(float(x), 1), round(float(y), 1), round(float(s), 3)]
             for name, (x, y, s) in zip(ex.keypoint_names, ex.keypoints)}
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's first line (its type when it has no message)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_in_process(tasks: list[Task], options: FigureOptions, out: Path, model_name: str, weights: str | None,

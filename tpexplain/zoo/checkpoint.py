@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..progress import one_line
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
@@ -146,8 +148,7 @@ def _offending_type(path: Path, message: str) -> str | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
+    line = one_line(exc)
     # never pass on torch's advice to unpickle without restrictions
     return line if "weights_only" not in line else type(exc).__name__
 

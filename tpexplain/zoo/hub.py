@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..progress import one_line
+
 # A `VitPoseForPoseEstimation` folder needs config.json and the safetensors (single or sharded with their
 # index); the repos' README and preprocessor config are not needed. Downloads and cache look-ups must use the
 # same patterns: the Hub library calls a cached snapshot incomplete if a file its patterns ask for is missing.
@@ -66,5 +68,6 @@ def _quiet_bar():
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    # the hub library's exception types say what went wrong (RepositoryNotFoundError, ...): keep them
+    line = one_line(exc)
+    return line if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"

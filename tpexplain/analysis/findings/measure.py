@@ -11,6 +11,7 @@ import numpy as np
 from ...api import PoseModel
 from ...explanation import Explanation
 from ...keypoints import COCO_KEYPOINTS, PCK_ALPHA
+from ...progress import one_line
 from ...transforms import apply_affine
 from ..depth import layer_metrics, token_centers
 from ..occlusion import occlusion_study
@@ -171,9 +172,3 @@ def agreement(pose_model, image, person: Person, window: int, stride: int) -> li
     labelled = [COCO_KEYPOINTS[k] for k in np.flatnonzero(person.keypoints[:, 2] > 0)]
     rows = attention_occlusion_agreement(pose_model, image, person.bbox, labelled, window, stride)
     return [{"annotation_id": person.annotation_id, **r} for r in rows]
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line, for the report's list of skipped people."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
