@@ -33,6 +33,7 @@ class AttentionMap(figures.Displayable):
     special: np.ndarray | None = None  # values over special tokens (TokenPose's keypoint tokens)
     token: int | None = None          # the queried token (index into special + visual tokens)
     query: str = "geometric"          # how the token was chosen: "official" | "geometric" | "point"
+    at: str = "pred"                  # the keypoint's predicted ("pred") or ground-truth ("gt") position
 
     @property
     def token_cell(self) -> tuple[int, int] | None:
@@ -116,6 +117,10 @@ class Explanation(figures.Displayable):
     keypoint_names: tuple[str, ...] = COCO_KEYPOINTS
     keypoints_heatmap: np.ndarray | None = None   # (K, 2) decoded heatmap pixels (None: derived from the crop)
     query_convention: str = "official"            # default of `query` below: "official" | "geometric"
+    # "image" (file name), "person" ("annotation 183126", "detection 1 of 3", "--bbox", "whole image"),
+    # "model" (zoo name): set by callers after explaining, used in figure titles
+    meta: dict = field(default_factory=dict)
+    ground_truth: np.ndarray | None = None        # (K, 3) x, y, v in original image pixels (COCO; v=0 unlabelled)
 
     @property
     def keypoint_set(self) -> KeypointSet:
@@ -152,24 +157,33 @@ class Explanation(figures.Displayable):
         return layer % n
 
     def query(self, keypoint: str | int | None = None, point: tuple[float, float] | None = None,
-              query: str | None = None) -> tuple[int, tuple[float, float], str | None]:
-        """(token index, crop point, keypoint name) of a keypoint's prediction or of a crop point.
+              query: str | None = None, at: str = "pred") -> tuple[int, tuple[float, float], str | None]:
+        """(token index, crop point, keypoint name) of a keypoint's prediction (or ground truth) or of a crop point.
 
         A keypoint's visual token follows `query` (default `self.query_convention`):
         "official" is TransPose's visualisation (visualize.py with its demo notebook): the heatmap-space
         prediction x_hm goes to the input crop as 4·x_hm + 0.5 and to the token int(that / stride), rows
         from y the same way; "geometric" is the token under the keypoint's crop position (the prediction
-        mapped through the image with the crop's affine). Both are clamped to the grid. A crop `point`
-        always takes the token under it; TokenPose's keypoints query their own keypoint token.
+        mapped through the image with the crop's affine). Both are clamped to the grid. `at="gt"` applies
+        the same rule to the ground-truth joint (`ground_truth`, mapped through the crop transform). A crop
+        `point` always takes the token under it; TokenPose's keypoints query their own keypoint token.
         """
         if (keypoint is None) == (point is None):
             raise ValueError("give exactly one of keypoint or point")
+        if at not in ("pred", "gt"):
+            raise ValueError(f"unknown at '{at}'; use pred or gt")
         if point is not None:
             x, y = float(point[0]), float(point[1])
             return self.layout.token_at(x, y), (x, y), None
         k = self.keypoint(keypoint)
-        x, y = (float(v) for v in self.keypoints_crop[k])
         name = self.keypoint_names[k]
+        if at == "gt":
+            gt = self.ground_truth_joint(k)
+            x, y = (float(v) for v in apply_affine(gt, self.crop.to_crop))
+            hx, hy = (float(v) for v in apply_affine(gt, self.crop.to_heatmap))
+        else:
+            x, y = (float(v) for v in self.keypoints_crop[k])
+            hx, hy = self._heatmap_point(k)
         special = self.layout.special
         if special and name in special:   # TokenPose: the keypoint token itself
             return special.index(name), (x, y), name
@@ -178,11 +192,23 @@ class Explanation(figures.Displayable):
             return self.layout.token_at(x, y), (x, y), name
         if query != "official":
             raise ValueError(f"unknown query '{query}'; use {' or '.join(QUERIES)}")
-        return self.official_token(k), (x, y), name
+        return self._official_token_at(hx, hy), (x, y), name
+
+    def ground_truth_joint(self, keypoint: str | int) -> np.ndarray:
+        """The labelled ground-truth position (x, y) of a keypoint in image pixels; ValueError if none."""
+        k = self.keypoint(keypoint)
+        if self.ground_truth is None:
+            raise ValueError("no ground truth for this person (give annotations, e.g. --coco ANN, or use --at pred)")
+        gt = np.asarray(self.ground_truth, dtype=np.float64)
+        if gt.shape[0] != len(self.keypoint_names) or gt[k, 2] <= 0:
+            raise ValueError(f"{self.keypoint_names[k]} is not labelled in the ground truth (use --at pred)")
+        return gt[k, :2]
 
     def official_token(self, k: int) -> int:
         """The token TransPose's visualisation queries for keypoint `k` (see `query`)."""
-        hx, hy = self._heatmap_point(k)
+        return self._official_token_at(*self._heatmap_point(k))
+
+    def _official_token_at(self, hx: float, hy: float) -> int:
         h, w = self.input_size
         ratio = h / self.heatmaps.shape[-2]          # 4: the official code's fixed input/heatmap factor
         gh, gw = self.layout.grid
@@ -204,16 +230,17 @@ class Explanation(figures.Displayable):
             return None
         return divmod(token - ns, self.layout.grid[1])
 
-    def query_info(self, keypoint: str | int, query: str | None = None) -> dict:
+    def query_info(self, keypoint: str | int, query: str | None = None, at: str = "pred") -> dict:
         """Which token a keypoint's maps query, for JSON outputs: convention, token index, grid row and
-        column, the token's centre and the keypoint, in crop pixels."""
-        token, (x, y), name = self.query(keypoint, query=query)
+        column, the token's centre and the keypoint, in crop pixels (with `"at": "gt"` for ground truth)."""
+        token, (x, y), name = self.query(keypoint, query=query, at=at)
         cell = self.token_cell(token)
+        extra = {"at": "gt"} if at == "gt" else {}
         if cell is None:
-            return {"keypoint": name, "query": "keypoint token", "token": token, "keypoint_crop": [x, y]}
+            return {"keypoint": name, "query": "keypoint token", "token": token, "keypoint_crop": [x, y], **extra}
         cx, cy = self.layout.token_center(token)
         return {"keypoint": name, "query": self.query_convention if query is None else query, "token": token,
-                "row": cell[0], "col": cell[1], "token_center_crop": [cx, cy], "keypoint_crop": [x, y]}
+                "row": cell[0], "col": cell[1], "token_center_crop": [cx, cy], "keypoint_crop": [x, y], **extra}
 
     def _vector(self, kind: str, token: int, layer: int, head: int | None) -> torch.Tensor:
         att = self.attention[self.layer_index(layer)]
@@ -231,24 +258,26 @@ class Explanation(figures.Displayable):
 
     def attention_map(self, kind: str, keypoint: str | int | None = None, layer: int = -1,
                       head: int | None = None, point: tuple[float, float] | None = None,
-                      query: str | None = None) -> AttentionMap:
-        """A keypoint's (or crop point's) attention row or column; `query` as in `query`."""
-        token, xy, name = self.query(keypoint, point, query)
+                      query: str | None = None, at: str = "pred") -> AttentionMap:
+        """A keypoint's (or crop point's) attention row or column; `query` and `at` ("pred" | "gt") as in `query`."""
+        token, xy, name = self.query(keypoint, point, query, at)
         v = self._vector(kind, token, layer, head).float().numpy()
         ns = len(self.layout.special)
         how = "point" if point is not None else self.query_convention if query is None else query
         return AttentionMap(v[ns:].reshape(self.layout.grid), kind, self.layer_index(layer), head, xy, name, self,
-                            special=v[:ns] if ns else None, token=token, query=how)
+                            special=v[:ns] if ns else None, token=token, query=how, at=at)
 
     def dependency(self, keypoint: str | int | None = None, layer: int = -1, head: int | None = None,
-                   point: tuple[float, float] | None = None, query: str | None = None) -> AttentionMap:
+                   point: tuple[float, float] | None = None, query: str | None = None,
+                   at: str = "pred") -> AttentionMap:
         """Where the prediction at `keypoint` (or crop `point`) looks: its attention row."""
-        return self.attention_map("dependency", keypoint, layer, head, point, query)
+        return self.attention_map("dependency", keypoint, layer, head, point, query, at)
 
     def affected(self, keypoint: str | int | None = None, layer: int = -1, head: int | None = None,
-                 point: tuple[float, float] | None = None, query: str | None = None) -> AttentionMap:
+                 point: tuple[float, float] | None = None, query: str | None = None,
+                 at: str = "pred") -> AttentionMap:
         """Which positions the token under `keypoint` influences: its attention column."""
-        return self.attention_map("affected", keypoint, layer, head, point, query)
+        return self.attention_map("affected", keypoint, layer, head, point, query, at)
 
     def keypoint_attention(self, layer: int = -1, head: int | None = None):
         """TokenPose: how the keypoint tokens attend to each other at `layer` (a K x K `KeypointAttention`)."""
