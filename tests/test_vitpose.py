@@ -2,6 +2,7 @@
 import json
 import pickle
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -327,3 +328,128 @@ def test_attention_command_writes_a_png(small, tmp_path):
                                   "--model", "vitpose-s", "--weights", str(weights), "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The crop: mmpose's UDP pipeline, re-derived here from the documented math (Huang et al., CVPR 2020;
+# mmpose 0.x `_xywh2cs`, `TopDownAffine(use_udp=True)`, `transform_preds(use_udp=True)`), not from our code
+
+def ref_xywh2cs(box, aspect, padding=1.25):
+    """Test-mode box → (centre, scale): centre at x + w/2, box padded to w/h = aspect, /200, ×padding."""
+    x, y, w, h = box
+    center = np.array([x + w / 2, y + h / 2])
+    if w > aspect * h:
+        h = w / aspect
+    elif w < aspect * h:
+        w = h * aspect
+    return center, np.array([w, h]) / 200 * padding
+
+
+def ref_warp_matrix(theta, size_input, size_dst, size_target):
+    """UDP's image → output matrix: rotate by theta about the input's centre (size_input / 2), map the
+    ROI of `size_target` px onto `size_dst` (= output size − 1) per axis, ROI centre onto size_dst / 2."""
+    t = np.deg2rad(theta)
+    sx, sy = size_dst[0] / size_target[0], size_dst[1] / size_target[1]
+    cx, cy = size_input[0] / 2, size_input[1] / 2
+    # x' = sx·(cos t·(x − cx) − sin t·(y − cy) + Tw/2), y' = sy·(sin t·(x − cx) + cos t·(y − cy) + Th/2)
+    return np.array([[sx * np.cos(t), -sx * np.sin(t), sx * (-cx * np.cos(t) + cy * np.sin(t) + size_target[0] / 2)],
+                     [sy * np.sin(t), sy * np.cos(t), sy * (-cx * np.sin(t) - cy * np.cos(t) + size_target[1] / 2)]])
+
+
+def ref_transform_preds(coords, center, scale, output_size):
+    """Heatmap points → image: x = x_hm · 200·s_w / (W_hm − 1) + c_x − 200·s_w / 2 (likewise y)."""
+    size = scale * 200
+    return coords * size / (np.asarray(output_size) - 1.0) + center - size / 2
+
+
+def random_boxes(n, seed=0):
+    rng = np.random.default_rng(seed)
+    w, h = rng.uniform(8, 500, n), rng.uniform(8, 500, n)
+    return [tuple(b) for b in np.stack([rng.uniform(-50, 400, n), rng.uniform(-50, 400, n), w, h], 1)]
+
+
+def test_vitpose_crop_is_mmpose_udp_to_a_thousandth_of_a_pixel():
+    from tpexplain.inference import make_crops
+    from tpexplain.transforms import crop_image
+    size, hm = (256, 192), (64, 48)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    ys, xs = np.mgrid[0:480, 0:640].astype(np.float32)
+    ramp = np.dstack([xs, ys, np.zeros_like(xs)])          # each pixel holds its own coordinates
+    qy, qx = np.mgrid[0:256, 0:192]
+    crop_pixels = np.stack([qx.ravel(), qy.ravel()], 1).astype(float)
+    heat_points = rng.uniform([-2, -2], [49, 65], (200, 2))
+    for box in random_boxes(40):
+        crops, x = make_crops(image, [box], size, hm, udp=True)
+        crop = crops[0]
+        c, s = ref_xywh2cs(box, aspect=192 / 256)
+        assert np.allclose(crop.center, c, atol=1e-4) and np.allclose(crop.scale, s, rtol=1e-6)
+        trans = ref_warp_matrix(0.0, c * 2, np.array([191.0, 255.0]), s * 200)
+        # every crop pixel samples the image where mmpose's does
+        want = apply(cv2.invertAffineTransform(trans), crop_pixels)
+        assert np.abs(apply(crop.from_crop, crop_pixels) - want).max() < 1e-3
+        assert np.abs(apply(crop.to_crop, want) - crop_pixels).max() < 1e-3
+        # ... and the crop really is sampled there (cv2 interpolates at 1/32 px) and equals mmpose's crop
+        sampled = crop_image(ramp, crop)[..., :2].reshape(-1, 2)
+        inside = (want > 1).all(1) & (want < [638, 478]).all(1)
+        assert np.abs(sampled[inside] - want[inside]).max() < 1 / 16
+        ref_crop = cv2.warpAffine(image, trans.astype(np.float32), (192, 256), flags=cv2.INTER_LINEAR)
+        diff = np.abs(crop_image(image, crop).astype(int) - ref_crop)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01     # rounding of cv2's fixed-point weights
+        # keypoints back to the image as transform_preds(use_udp=True), and into the crop as the warp
+        got = apply(crop.from_heatmap, heat_points)
+        assert np.abs(got - ref_transform_preds(heat_points, c, s, (48, 64))).max() < 1e-3
+        assert np.abs(apply(crop.to_crop, got) - heat_points * [191 / 47, 255 / 63]).max() < 1e-3
+
+
+def apply(matrix, points):
+    return points @ np.asarray(matrix, float)[:, :2].T + np.asarray(matrix, float)[:, 2]
+
+
+def test_vitpose_predictions_use_the_udp_crop_and_other_families_keep_theirs(small):
+    from tpexplain.inference import predict
+    from tpexplain.transforms import to_tensor
+    image = cv2.cvtColor(cv2.imread(str(SKIER)), cv2.COLOR_BGR2RGB)
+    box = tuple(float(v) for v in SKIER_BOX.split(","))
+    poses = predict(small["simple"], image, [box], flip=False)
+    c, s = ref_xywh2cs(box, aspect=192 / 256)
+    trans = ref_warp_matrix(0.0, c * 2, np.array([191.0, 255.0]), s * 200)
+    ref_input = to_tensor(cv2.warpAffine(image, trans.astype(np.float32), (192, 256), flags=cv2.INTER_LINEAR))
+    assert poses.crops[0].udp and (poses.inputs - ref_input).abs().max() <= 1 / 255 / 0.224 + 1e-6
+    want = ref_transform_preds(poses.keypoints_heatmap[0].astype(float), c, s, (48, 64))
+    assert np.abs(poses.keypoints[0, :, :2] - want).max() < 1e-3
+    assert np.abs(poses.keypoints_crop[0] - apply(trans, want)).max() < 1e-3
+    # TransPose (and TokenPose) keep the DarkPose-derived box centre and affine
+    tp = tpx.load("default", weights="random").predict(image, [box], flip=False)
+    assert not tp.crops[0].udp
+    assert np.allclose(tp.crops[0].center, [box[0] + (box[2] - 1) / 2, box[1] + (box[3] - 1) / 2])
+
+
+def test_udp_and_affine_crops_turn_the_same_way():
+    from tpexplain.transforms import Crop
+    c, s = np.array([300.0, 200.0]), np.array([1.0, 4 / 3])
+    for rot in (-30.0, 15.0, 90.0):
+        old = Crop(c, s, rot, (256, 192), (64, 48)).to_crop[:, :2]
+        new = Crop(c, s, rot, (256, 192), (64, 48), udp=True).to_crop[:, :2]
+        old, new = old / np.linalg.norm(old[0]), new / np.linalg.norm(new[0])
+        assert np.allclose(old, new, atol=2e-3)       # the same rotation; the scales differ by < 0.4%
+        back = Crop(c, s, rot, (256, 192), (64, 48), udp=True)
+        assert np.allclose(apply(back.from_crop, apply(back.to_crop, c[None])), c)
+
+
+@pytest.mark.parametrize("height, width, edge, keypoint", [(100, 50, 3.01, 1.30), (200, 100, 1.44, 1.12),
+                                                           (400, 200, 0.67, 1.53)])
+def test_how_far_the_old_crop_was_from_vitposes(height, width, edge, keypoint):
+    """The numbers in docs/fidelity.md: TransPose's crop on a ViTPose model, against the UDP crop."""
+    from tpexplain.transforms import Crop, box_to_center_scale
+    box = (100.0, 50.0, float(width), float(height))
+    old = Crop(*box_to_center_scale(box), 0.0, (256, 192), (64, 48))
+    new = Crop(*box_to_center_scale(box, udp=True), 0.0, (256, 192), (64, 48), True)
+    qy, qx = np.mgrid[0:256, 0:192]
+    q = np.stack([qx.ravel(), qy.ravel()], 1).astype(float)
+    off = np.linalg.norm(apply(new.to_crop, apply(old.from_crop, q)) - q, axis=1)   # in crop pixels
+    assert off.max() == pytest.approx(edge, abs=0.01) and off.argmax() in (0, q.shape[0] - 1, 191, q.shape[0] - 192)
+    hy, hx = np.mgrid[0:64, 0:48]
+    h = np.stack([hx.ravel(), hy.ravel()], 1).astype(float)
+    kp = np.linalg.norm(apply(old.from_heatmap, h) - apply(new.from_heatmap, h), axis=1)    # in image pixels
+    assert kp.max() == pytest.approx(keypoint, abs=0.01)

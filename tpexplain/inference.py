@@ -29,13 +29,13 @@ def input_size(model: nn.Module) -> tuple[int, int]:
     return tuple(getattr(model, "image_size", (256, 192)))
 
 
-def make_crops(image: np.ndarray, boxes: list, size: tuple[int, int], heatmap_size: tuple[int, int]
-               ) -> tuple[list[Crop], torch.Tensor]:
-    """Affine crops of `image` (RGB uint8) for person boxes (x, y, w, h)."""
+def make_crops(image: np.ndarray, boxes: list, size: tuple[int, int], heatmap_size: tuple[int, int],
+               udp: bool = False) -> tuple[list[Crop], torch.Tensor]:
+    """Affine crops of `image` (RGB uint8) for person boxes (x, y, w, h); `udp`: ViTPose's crop convention."""
     crops = []
     for box in boxes:
-        center, scale = box_to_center_scale(box, aspect=size[1] / size[0])
-        crops.append(Crop(center, scale, 0.0, size, heatmap_size))
+        center, scale = box_to_center_scale(box, aspect=size[1] / size[0], udp=udp)
+        crops.append(Crop(center, scale, 0.0, size, heatmap_size, udp))
     return crops, to_tensor(np.stack([crop_image(image, c) for c in crops]))
 
 
@@ -54,7 +54,8 @@ def forward_heatmaps(model: nn.Module, x: torch.Tensor, flip: bool = True) -> to
 
 
 def uses_udp(model: nn.Module) -> bool:
-    """Whether the model's official decoding is mmpose's UDP-DARK (ViTPose) rather than `get_final_preds`."""
+    """Whether the model's official pipeline is mmpose's UDP (ViTPose: its box centre, crop warp and
+    UDP-DARK decoding) rather than TransPose/TokenPose's (`box2cs`, `get_affine_transform`, `get_final_preds`)."""
     return isinstance(model, ViTPose)
 
 
@@ -81,10 +82,11 @@ def predict(model: nn.Module, image: np.ndarray, boxes: list | None = None, flip
     if boxes is None:
         boxes = [(0, 0, image.shape[1], image.shape[0])]
     size = input_size(model)
-    crops, x = make_crops(image, boxes, size, heatmap_size(model))
+    udp = uses_udp(model)
+    crops, x = make_crops(image, boxes, size, heatmap_size(model), udp)
     param = next(model.parameters())
     heatmaps = forward_heatmaps(model, x.to(param.device), flip)
-    kp, kp_crop, kp_hm = heatmaps_to_keypoints(heatmaps, crops, decode_method=decode, udp=uses_udp(model))
+    kp, kp_crop, kp_hm = heatmaps_to_keypoints(heatmaps, crops, decode_method=decode, udp=udp)
     return Poses(crops, x, heatmaps, kp, kp_crop, kp_hm)
 
 

@@ -1,7 +1,12 @@
 """Geometry of the top-down pipeline: person box → centre/scale → affine crop, and back.
 
-Follows the official TransPose (DarkPose-derived) conventions: pixel_std 200, 1.25 box padding, the box
-padded to the input aspect ratio, and the affine built from three point pairs with the "−1" pixel convention.
+Two conventions, each as its family's official code (pixel_std 200, 1.25 box padding, the box padded to the
+input aspect ratio in both):
+- TransPose and TokenPose (DarkPose-derived `box2cs` / `get_affine_transform`): centre x + (w − 1)/2, and a
+  similarity built from three point pairs with the "−1" pixel convention: 200·s − 1 image px → size − 1.
+- ViTPose (mmpose 0.x with `use_udp=True`: `_xywh2cs`, `get_warp_matrix`, `transform_preds`): centre
+  x + w/2, and the UDP warp: 200·s image px → size − 1, per axis (so x and y scale by slightly different
+  factors), the box centre on the output's centre (size − 1)/2.
 """
 from __future__ import annotations
 
@@ -17,10 +22,14 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def box_to_center_scale(box: tuple[float, float, float, float], aspect: float = 192 / 256,
-                        padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y, w, h) → centre (2,) and scale (2,) in units of 200 px, padded to width/height = aspect."""
+                        padding: float = 1.25, udp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y, w, h) → centre (2,) and scale (2,) in units of 200 px, padded to width/height = aspect.
+
+    The centre is x + (w − 1)/2 as TransPose's `box2cs`, or with `udp` x + w/2 as mmpose's `_xywh2cs`.
+    """
     x, y, w, h = (float(v) for v in box)
-    center = np.array([x + (w - 1) * 0.5, y + (h - 1) * 0.5], dtype=np.float32)
+    edge = 0.0 if udp else 1.0
+    center = np.array([x + (w - edge) * 0.5, y + (h - edge) * 0.5], dtype=np.float32)
     if w > aspect * h:
         h = w / aspect
     elif w < aspect * h:
@@ -53,6 +62,25 @@ def affine_transform(center: np.ndarray, scale: np.ndarray, rot: float, output_s
     return cv2.getAffineTransform(dst, src) if inverse else cv2.getAffineTransform(src, dst)
 
 
+def udp_transform(center: np.ndarray, scale: np.ndarray, rot: float, output_size: tuple[int, int],
+                  inverse: bool = False) -> np.ndarray:
+    """2x3 UDP matrix (Huang et al. 2020) from image to an output of `output_size` (w, h) (or back).
+
+    The 200·scale box maps onto size − 1 output pixels per axis, its centre onto (size − 1)/2: at rot 0
+    mmpose's `get_warp_matrix(0, 2·center, size − 1, 200·scale)`, and inverted its `transform_preds(...,
+    use_udp=True)`. `rot` turns the same way as in `affine_transform` (mmpose 0.x's `get_warp_matrix`
+    turns the other way; only training rotates).
+    """
+    w_out, h_out = output_size
+    sx = (w_out - 1) / (float(scale[0]) * PIXEL_STD)
+    sy = (h_out - 1) / (float(scale[1]) * PIXEL_STD)
+    r = np.deg2rad(rot)
+    linear = np.diag([sx, sy]) @ np.array([[np.cos(r), np.sin(r)], [-np.sin(r), np.cos(r)]])
+    shift = np.array([(w_out - 1) * 0.5, (h_out - 1) * 0.5]) - linear @ np.asarray(center, np.float64)
+    matrix = np.hstack([linear, shift[:, None]])
+    return cv2.invertAffineTransform(matrix) if inverse else matrix
+
+
 def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Map (..., 2) points through a 2x3 affine matrix."""
     pts = np.asarray(points, dtype=np.float64)
@@ -68,22 +96,27 @@ class Crop:
     rotation: float
     input_size: tuple[int, int]     # (h, w) of the model input
     heatmap_size: tuple[int, int]   # (h, w) of the heatmaps
+    udp: bool = False               # ViTPose's UDP warp instead of TransPose's affine
+
+    def _matrix(self, size: tuple[int, int], inverse: bool) -> np.ndarray:
+        warp = udp_transform if self.udp else affine_transform
+        return warp(self.center, self.scale, self.rotation, size[::-1], inverse=inverse)
 
     @property
     def to_crop(self) -> np.ndarray:
-        return affine_transform(self.center, self.scale, self.rotation, self.input_size[::-1])
+        return self._matrix(self.input_size, False)
 
     @property
     def from_crop(self) -> np.ndarray:
-        return affine_transform(self.center, self.scale, self.rotation, self.input_size[::-1], inverse=True)
+        return self._matrix(self.input_size, True)
 
     @property
     def to_heatmap(self) -> np.ndarray:
-        return affine_transform(self.center, self.scale, self.rotation, self.heatmap_size[::-1])
+        return self._matrix(self.heatmap_size, False)
 
     @property
     def from_heatmap(self) -> np.ndarray:
-        return affine_transform(self.center, self.scale, self.rotation, self.heatmap_size[::-1], inverse=True)
+        return self._matrix(self.heatmap_size, True)
 
 
 def crop_image(image: np.ndarray, crop: Crop) -> np.ndarray:
