@@ -1,5 +1,6 @@
 """The explorer page: self-contained, compact, faithful to the recorded attention, and alive in a real browser."""
 import base64
+import dataclasses
 import json
 import re
 
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 import tpexplain
 from tpexplain.cli import main
+from tpexplain.transforms import apply_affine
 from tpexplain.viz.explore import explore_page, explorer_data, explorer_html
 
 from chromium_driver import Browser, find_chromium
@@ -42,6 +44,29 @@ def test_stored_rows_are_the_dependency_maps(ex):
             assert np.abs(rows[token] - want).max() <= want.max() / 255 * 0.51 + 1e-9
 
 
+@pytest.fixture(scope="module")
+def ex_split(ex):
+    """`ex` with l_wrist predicted at heatmap (11.85, 3.9): the official rule queries token (2, 5), the token
+    under the keypoint in the crop is (1, 6) (as in tests/test_fidelity.py)."""
+    k = ex.keypoint("l_wrist")
+    hm, crop = ex.keypoints_heatmap.copy(), ex.keypoints_crop.copy()
+    hm[k] = (11.85, 3.9)
+    crop[k] = apply_affine(apply_affine(hm[k], ex.crop.from_heatmap), ex.crop.to_crop)
+    return dataclasses.replace(ex, keypoints_heatmap=hm, keypoints_crop=crop)
+
+
+def test_keypoints_query_the_token_of_the_chosen_convention(ex_split):
+    e = ex_split
+    for query, cell in (("official", (2, 5)), ("geometric", (1, 6))):
+        data = explorer_data(e, keypoints=["l_wrist", "nose"], query=query)
+        wrist, nose = data["keypoints"]
+        assert data["query"] == query and (wrist["row"], wrist["col"]) == cell
+        info = e.query_info("nose", query=query)
+        assert (nose["row"], nose["col"]) == (info["row"], info["col"])
+    assert explorer_data(dataclasses.replace(e, query_convention="geometric"))["query"] == "geometric"
+    assert "official query" in explorer_html(e) and "geometric query" in explorer_html(e, query="geometric")
+
+
 def test_large_grids_are_subsampled_and_say_so(ex):
     data = explorer_data(ex, max_queries=200, max_bytes=100_000)
     assert data["step"] == 2 and len(data["queryRows"]) == 16 and len(data["queryCols"]) == 12
@@ -67,6 +92,12 @@ def test_explore_command(coco_dir, tmp_path):
                                        "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 100_000 and '"name":"r_wrist"' in out.read_text()
+    assert '"query":"official"' in out.read_text()
+    result = CliRunner().invoke(main, ["explore", str(coco_dir / "000000000785.jpg"), "--bbox",
+                                       ",".join(map(str, BOX)), "--weights", "random", "-k", "l_ankle",
+                                       "--query", "geometric", "-o", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert '"query":"geometric"' in out.read_text()
     result = CliRunner().invoke(main, ["explore", str(coco_dir / "missing.jpg"), "--weights", "random"])
     assert result.exit_code == 1 and "image not found" in result.output
 
@@ -109,5 +140,24 @@ def test_page_reacts_to_clicks_in_chromium(ex, tmp_path):
                                 ".getBoundingClientRect(); return [r.left + 5, r.top + 5];})()")
         browser.click(x, y)
         assert browser.evaluate("document.body.dataset.keypoint") == "r_wrist"
+    finally:
+        browser.close()
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="chromium not installed (apt-get install chromium)")
+@pytest.mark.parametrize("query, cell", [("official", (2, 5)), ("geometric", (1, 6))])
+def test_page_queries_the_keypoints_token_in_chromium(ex_split, query, cell, tmp_path):
+    page = tmp_path / "page.html"
+    explore_page(ex_split, keypoints=["l_wrist"], query=query).save(page)
+    gw = ex_split.layout.grid[1]
+    browser = Browser(find_chromium())
+    try:
+        browser.open(page.as_uri())
+        browser.wait_for("window.tpxReady === true")
+        assert browser.evaluate("document.body.dataset.keypoint") == "l_wrist"
+        assert browser.evaluate("document.body.dataset.token") == f"{cell[0]},{cell[1]}"
+        assert int(browser.evaluate("document.body.dataset.query")) == cell[0] * gw + cell[1]
+        assert f"{query} query: token row {cell[0]} col {cell[1]}" in browser.evaluate(
+            "document.getElementById('info').textContent")
     finally:
         browser.close()

@@ -73,17 +73,20 @@ def kp_attention(image, layer, head, model_name, weights, flip, decode, bbox, ou
               help="Keypoints offered in the page's list (comma list or all).")
 @click.option("--max-queries", type=click.IntRange(min=16), default=1024, show_default=True,
               help="Query positions stored per layer; larger grids are subsampled to fit.")
+@query
 @figure_options
-def explore(image, keypoint, max_queries, model_name, weights, flip, decode, bbox, out, force):
+def explore(image, keypoint, max_queries, query, model_name, weights, flip, decode, bbox, out, force):
     """One self-contained HTML page: click any point to see its dependency map at every layer.
 
-    Written to -o, an .html name (default: IMAGE-stem_explore_MODEL.html in the current folder).
+    A keypoint picked from the page's list queries the token of --query (the page names it); a click
+    queries the token under the point. Written to -o, an .html name (default: IMAGE-stem_explore_MODEL.html
+    in the current folder).
     """
     from ..viz.explore import explore_page
     keypoints = parse_keypoints(keypoint, model_name)
     default_out = f"{Path(image).stem}_explore_{model_name}.html"
     pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, kind="html",
                                      decode=decode)
-    ex = pm.explain(img, bbox=box, flip=flip)
+    ex = pm.explain(img, bbox=box, flip=flip, query=query)
     page = explore_page(ex, keypoints=keypoints, max_queries=max_queries, title=Path(image).name)
     click.echo(str(page.save(out_path, force=force, inputs=[image])))

@@ -4,8 +4,13 @@ every layer. No network, no server: the crop, the attention and the script are a
 Storage: for each layer, the head-mean attention rows of the stored query positions over the visual
 tokens, each row quantised to uint8 against its own maximum (the per-row scale kept as float32) and
 base64-encoded. TransPose-R's 768 tokens x 4 layers take ~2.4 MB. Larger grids (TransPose-H's 3072 tokens)
-keep every 2nd query row and column (a click uses the nearest stored query) and, above a size budget,
+keep every 2nd query row and column (a click or keypoint uses the nearest stored query) and, above a size budget,
 sum keys over 2x2 blocks; the page says so.
+
+A keypoint picked from the list queries the token of the explanation's query convention (`--query`:
+"official", TransPose's visualisation rule, or "geometric", the token under the keypoint; docs/fidelity.md),
+for both its dependency row and its affected-area column; the page names the convention and the token.
+TokenPose keypoints query their own keypoint token. A click queries the token under the clicked point.
 """
 from __future__ import annotations
 
@@ -24,6 +29,12 @@ from ..explanation import Explanation
 
 MAX_QUERIES = 1024                  # query positions stored per layer
 MAX_BYTES = 8 * 2**20               # quantised attention bytes in a page before keys are pooled
+QUERY_NOTES = {
+    "official": "a keypoint queries the token of TransPose's visualisation, int((4·x_hm + 0.5) / stride) from its "
+                "heatmap prediction (official query; docs/fidelity.md), which can be next to the token under the star",
+    "geometric": "a keypoint queries the token under its position in the crop (geometric query)",
+    "keypoint token": "a keypoint's dependency map is its own keypoint token's row",
+}
 
 
 class ExplorerPage:
@@ -50,14 +61,16 @@ class ExplorerPage:
 
 
 def explore_page(ex: Explanation, keypoints: list[str] | None = None, max_queries: int = MAX_QUERIES,
-                 max_bytes: int = MAX_BYTES, title: str | None = None) -> ExplorerPage:
-    """The interactive page for one Explanation (`keypoints`: those offered in its list, default all)."""
-    return ExplorerPage(explorer_html(ex, keypoints, max_queries, max_bytes, title))
+                 max_bytes: int = MAX_BYTES, title: str | None = None, query: str | None = None) -> ExplorerPage:
+    """The interactive page for one Explanation (`keypoints`: those offered in its list, default all;
+    `query`: a keypoint's query convention, default the explanation's)."""
+    return ExplorerPage(explorer_html(ex, keypoints, max_queries, max_bytes, title, query))
 
 
 def explorer_data(ex: Explanation, keypoints: list[str] | None = None, max_queries: int = MAX_QUERIES,
-                  max_bytes: int = MAX_BYTES) -> dict:
+                  max_bytes: int = MAX_BYTES, query: str | None = None) -> dict:
     """Everything the page's script needs, JSON-ready (arrays as base64)."""
+    query = ex.query_convention if query is None else query
     lay = ex.layout
     gh, gw = lay.grid
     ns = len(lay.special)
@@ -93,14 +106,22 @@ def explorer_data(ex: Explanation, keypoints: list[str] | None = None, max_queri
         "model": ex.model_name, "width": w, "height": h, "grid": [gh, gw], "stride": list(lay.stride),
         "step": step, "queryRows": q_rows, "queryCols": q_cols, "pool": pool, "keyGrid": [kh, kw],
         "layers": layers, "keypointLayers": kp_layers,
+        "query": "keypoint token" if ns else query,
         "keypoints": [{"name": n, "x": round(float(kc[k, 0]), 2), "y": round(float(kc[k, 1]), 2),
-                       "score": round(float(ex.keypoints[k, 2]), 4)} for n, k in zip(names, kp_index)],
+                       "score": round(float(ex.keypoints[k, 2]), 4), **_queried(ex, k, query)}
+                      for n, k in zip(names, kp_index)],
         "pose": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
                  for (x, y), s in zip(kc, ex.keypoints[:, 2])],
         "skeleton": [list(p) for p in ex.keypoint_set.skeleton],
         "image": "data:image/png;base64," + base64.b64encode(png.tobytes()).decode(),
         "lut": base64.b64encode(lut.tobytes()).decode(),
     }
+
+
+def _queried(ex: Explanation, k: int, query: str) -> dict:
+    """The visual token a keypoint queries: grid row and column (None for a keypoint token)."""
+    info = ex.query_info(k, query=query)
+    return {"row": info.get("row"), "col": info.get("col")}
 
 
 def _visual(rows: torch.Tensor, ns: int, gh: int, gw: int, pool: int, kh: int, kw: int) -> np.ndarray:
@@ -122,14 +143,14 @@ def _quantise(rows: np.ndarray) -> dict:
 
 
 def explorer_html(ex: Explanation, keypoints: list[str] | None = None, max_queries: int = MAX_QUERIES,
-                  max_bytes: int = MAX_BYTES, title: str | None = None) -> str:
+                  max_bytes: int = MAX_BYTES, title: str | None = None, query: str | None = None) -> str:
     """The page as a string (see module doc)."""
-    data = explorer_data(ex, keypoints, max_queries, max_bytes)
+    data = explorer_data(ex, keypoints, max_queries, max_bytes, query)
     gh, gw = data["grid"]
-    notes = []
+    notes = [QUERY_NOTES[data["query"]]]
     if data["step"] > 1:
         notes.append(f"queries stored every {data['step']} tokens ({len(data['queryRows'])}x{len(data['queryCols'])} "
-                     f"of the {gh}x{gw} grid): a click uses the nearest stored query")
+                     f"of the {gh}x{gw} grid): a click or keypoint uses the nearest stored query")
     if data["pool"] > 1:
         notes.append(f"keys summed over {data['pool']}x{data['pool']} token blocks "
                      f"({data['keyGrid'][0]}x{data['keyGrid'][1]} map)")
