@@ -91,9 +91,12 @@ class PoseModel:
             poses = predict(self.model, img, None if bbox is None else [bbox], flip, decode or self.decode)
         # keep the un-flipped image's maps only (index 0 of the batch), on the CPU with the rest
         attention = [layer.select(0).to("cpu") for layer in maps]
-        return Explanation(img, poses.crops[0], poses.inputs[0].cpu(), poses.heatmaps[0].cpu(), poses.keypoints[0],
-                           poses.keypoints_crop[0], attention, self.layout, self.name, self.keypoint_names,
-                           keypoints_heatmap=poses.keypoints_heatmap[0], query_convention=query)
+        ex = Explanation(img, poses.crops[0], poses.inputs[0].cpu(), poses.heatmaps[0].cpu(), poses.keypoints[0],
+                         poses.keypoints_crop[0], attention, self.layout, self.name, self.keypoint_names,
+                         keypoints_heatmap=poses.keypoints_heatmap[0], query_convention=query)
+        if bbox is not None:   # the person box, drawn in figures over the image
+            ex.meta["box"] = [float(v) for v in bbox]
+        return ex
 
 
 def load(name: str = "default", weights: str | Path | None = None, device: str = "cpu",

@@ -68,35 +68,104 @@ class AttentionMap(figures.Displayable):
                               flags=cv2.INTER_LINEAR, borderValue=0.0)
 
     @property
+    def uniform(self) -> float:
+        """The value every token would get from a uniform attention row: 1/N over all N tokens."""
+        return 1.0 / self.explanation.layout.num_tokens
+
+    @property
     def title(self) -> str:
         head = "mean of heads" if self.head is None else f"head {self.head}"
         what = self.keypoint or f"({self.query_crop[0]:.0f},{self.query_crop[1]:.0f})"
+        if self.keypoint and self.at == "gt":
+            what += " (ground truth)"
         token = f"\n{self.token_label}, {self.query} query" if self.token_cell is not None and self.keypoint else ""
-        return f"{what} · layer {self.layer + 1} · {self.kind} · {head}{token}"
+        return f"{what} · layer {self.layer + 1}\n{self.kind} · {head}{token}"
 
-    def plot(self, ax=None, where: str = "crop", colorbar: bool = True, title: str | None = None):
-        """Draw the overlay on `ax` (a new figure if None); `where` is 'crop' or 'image'."""
+    def plot(self, ax=None, where: str = "crop", colorbar: bool = True, title: str | None = None,
+             vmin: float | None = None, vmax: float | None = None, zoom: bool = False, marker_size: float = 140,
+             colorbar_ticks: int | None = None):
+        """Draw the overlay on `ax` (a new figure if None); `where` is 'crop' or 'image' (with `zoom`, only
+        the part of the image the model's crop covers). The colour limits default to the map's own range;
+        the colour bar marks the uniform level 1/N. On the image, pixels outside the crop are left clear.
+        Returns the colour mapping (a `ScalarMappable`: its `norm` holds the limits)."""
         if ax is None:
             _, ax = plt.subplots(figsize=(3.2, 4))
         ex = self.explanation
+        title = self.title if title is None else title
         if where == "image":
-            qx, qy = apply_affine(np.array(self.query_crop), ex.crop.from_crop)
-            figures.overlay(ax, ex.image, self.on_image(), (qx, qy), colorbar=colorbar,
-                            title=self.title if title is None else title)
+            query = apply_affine(np.array(self.query_crop), ex.crop.from_crop)
+            values = np.where(ex.crop_mask(), self.on_image(), np.nan)
+            background, offset = ex.image, (0, 0)
+            if zoom:
+                x0, y0, x1, y1 = ex.crop_window()
+                background, values, offset = background[y0:y1, x0:x1], values[y0:y1, x0:x1], (x0, y0)
+            im = figures.overlay(ax, background, values, tuple(query), colorbar=False, title=title, vmin=vmin,
+                                 vmax=vmax, marker_size=marker_size, offset=offset)
         else:
-            figures.overlay(ax, ex.crop_image, self.on_crop(), self.query_crop, colorbar=colorbar,
-                            title=self.title if title is None else title)
-        return ax
+            im = figures.overlay(ax, ex.crop_image, self.on_crop(), self.query_crop, colorbar=False, title=title,
+                                 vmin=vmin, vmax=vmax, marker_size=marker_size)
+        self._mark_other(ax, where, marker_size / 4)
+        if colorbar:
+            figures.add_colorbar(im, ax, self.uniform, ticks=colorbar_ticks)
+        return im
 
-    def figure(self, where: str = "crop"):
-        """Two panels: the predicted pose and this map."""
-        fig, axes = plt.subplots(1, 2, figsize=(6.4, 4))
+    def _other(self) -> tuple[np.ndarray, str] | None:
+        """The keypoint's other position in crop pixels and its marker: the ground truth (a square) when the
+        query is the prediction, the prediction (a circle) when it is the ground truth; None if unknown."""
+        ex = self.explanation
+        if self.keypoint is None or ex.ground_truth is None:
+            return None
+        k = ex.keypoint(self.keypoint)
+        if self.at == "gt":
+            return np.asarray(ex.keypoints_crop[k], np.float64), "o"
+        if ex.ground_truth[k, 2] > 0:
+            return apply_affine(ex.ground_truth[k, :2], ex.crop.to_crop), "s"
+        return None
+
+    def _mark_other(self, ax, where: str, size: float = 35) -> None:
+        other = self._other()
+        if other is None:
+            return
+        xy, marker = other
+        if where == "image":
+            xy = apply_affine(xy, self.explanation.crop.from_crop)
+        ax.scatter([xy[0]], [xy[1]], marker=marker, s=size, facecolors="white" if marker == "s" else "none",
+                   edgecolors="black", linewidths=0.7, zorder=4)
+
+    def tile(self, where: str = "crop", norm=None, title: str | None = None, colorbar: bool = True) -> figures.Tile:
+        """This map as a mosaic tile (`figures.mosaic`): blended over the crop, or over the image window the
+        crop covers; `norm` the colour limits (default: the map's own range)."""
         ex = self.explanation
         if where == "image":
-            figures.pose_panel(axes[0], ex.image, ex.keypoints, keypoints_set=ex.keypoint_set)
+            x0, y0, x1, y1 = ex.crop_window()
+            values = np.where(ex.crop_mask(), self.on_image(), np.nan)[y0:y1, x0:x1]
+            background = ex.image[y0:y1, x0:x1]
+
+            def place(p):
+                return apply_affine(np.asarray(p, np.float64), ex.crop.from_crop) - [x0, y0]
         else:
-            figures.pose_panel(axes[0], ex.crop_image, ex.keypoints_crop_scored, keypoints_set=ex.keypoint_set)
-        self.plot(axes[1], where=where)
+            values, background = self.on_crop(), ex.crop_image
+
+            def place(p):
+                return np.asarray(p, np.float64)
+        norm = norm or figures.make_norm(float(np.nanmin(values)), float(np.nanmax(values)))
+        points = [(*place(self.query_crop), "*", 55, "white", "black")]
+        other = self._other()
+        if other is not None:
+            points.append((*place(other[0]), other[1], 14, "white" if other[1] == "s" else "none", "black"))
+        return figures.Tile(figures.blend(background, values, norm), self.title if title is None else title,
+                            norm if colorbar else None, uniform=self.uniform, points=points)
+
+    def figure(self, where: str = "crop", scale: str = "panel"):
+        """Two panels: the predicted pose (with the ground truth, the person box on the image) and this map,
+        under a title naming the image, person and model. `scale`: "panel" (the map's own range), "shared"
+        (the same, for one map) or "absolute" (0..1)."""
+        lo, hi = figures.limits([self.values], scale)[0]
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 4.6))
+        ex = self.explanation
+        ex.pose_panel(axes[0], where, legend=True)
+        self.plot(axes[1], where=where, vmin=lo, vmax=hi)
+        fig.suptitle(ex.caption, fontsize=9)
         return fig
 
 
@@ -284,49 +353,149 @@ class Explanation(figures.Displayable):
         from .keypoint_attention import keypoint_attention
         return keypoint_attention(self, layer, head)
 
+    # ------------------------------------------------------------------------------------------- figures
+
+    @property
+    def caption(self) -> str:
+        """Who and what this is, for titles: 'image.jpg · annotation 183126 · model default' (from `meta`)."""
+        return figures.caption(self.meta, self.model_name)
+
+    def crop_outline(self) -> np.ndarray:
+        """(4, 2) corners of the model's input crop in image pixels."""
+        h, w = self.input_size
+        return apply_affine(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64), self.crop.from_crop)
+
+    def crop_window(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): the image pixels around the model's crop, clipped to the image."""
+        ih, iw = self.image.shape[:2]
+        c = self.crop_outline()
+        x0, y0 = np.floor(c.min(0)).astype(int)
+        x1, y1 = np.ceil(c.max(0)).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, iw), min(y1, ih)
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else (0, 0, iw, ih)
+
+    def crop_mask(self) -> np.ndarray:
+        """(H, W) bool: the image pixels the model's input crop covers."""
+        if "_crop_mask" not in self.__dict__:     # one warp for the many panels of a figure
+            ih, iw = self.image.shape[:2]
+            ones = np.ones(self.input_size, np.float32)
+            self.__dict__["_crop_mask"] = cv2.warpAffine(ones, self.crop.from_crop, (iw, ih),
+                                                         flags=cv2.INTER_NEAREST, borderValue=0.0) > 0.5
+        return self.__dict__["_crop_mask"]
+
+    def ground_truth_at(self, where: str = "crop") -> np.ndarray | None:
+        """The ground truth (K, 3: x, y, v) in crop or image pixels; None without one."""
+        if self.ground_truth is None:
+            return None
+        gt = np.asarray(self.ground_truth, dtype=np.float64).copy()
+        if where != "image":
+            gt[:, :2] = apply_affine(gt[:, :2], self.crop.to_crop)
+        return gt
+
+    def pose_panel(self, ax, where: str = "crop", title: str | None = None, legend: bool = False) -> None:
+        """The prediction over the crop or image, with the ground truth (dashed) when known; on the image
+        also the person box (`meta["box"]`) and the model's crop (dotted)."""
+        image = where == "image"
+        gt = self.ground_truth_at(where)
+        box = self.meta.get("box") if image else None
+        default = "prediction" + (" and ground truth" if gt is not None else "")
+        figures.pose_panel(ax, self.image if image else self.crop_image,
+                           self.keypoints if image else self.keypoints_crop_scored,
+                           title=default if title is None else title, keypoints_set=self.keypoint_set,
+                           ground_truth=gt, box=box, outline=self.crop_outline() if image else None, legend=legend)
+
+    def pose_tile(self, where: str = "crop", title: str | None = None) -> figures.Tile:
+        """The prediction (with the ground truth; on the image the person box and crop) as a mosaic tile."""
+        default = "prediction" + ("\n+ ground truth" if self.ground_truth is not None else "")
+        title = default if title is None else title
+        if where != "image":
+            return figures.Tile(self.crop_image, title, skeleton=self.keypoints_crop_scored,
+                                ground_truth=self.ground_truth_at("crop"), keypoints_set=self.keypoint_set)
+        x0, y0, x1, y1 = self.crop_window()        # like the map panels: the part of the image the crop covers
+        gt, box = self.ground_truth_at("image"), self.meta.get("box")
+        kp = self.keypoints.copy()
+        kp[:, :2] -= [x0, y0]
+        if gt is not None:
+            gt[:, :2] -= [x0, y0]
+        box = None if box is None else (box[0] - x0, box[1] - y0, box[2], box[3])
+        return figures.Tile(self.image[y0:y1, x0:x1], title, skeleton=kp, ground_truth=gt,
+                            keypoints_set=self.keypoint_set, box=box, outline=self.crop_outline() - [x0, y0])
+
+    def tile_size(self) -> tuple[int, int]:
+        """(w, h) pixels of a mosaic tile: the input crop's shape, at most 256 high."""
+        h, w = self.input_size
+        f = min(1.0, 256 / h)
+        return round(w * f), round(h * f)
+
     def grid(self, keypoints: list[str | int] | None = None, layers: list[int] | None = None,
-             kind: str = "dependency", head: int | None = None, where: str = "crop"):
+             kind: str = "dependency", head: int | None = None, where: str = "crop", scale: str = "panel",
+             at: str = "pred"):
         """The official figure: a row per layer, a column per keypoint, the pose first. With one keypoint
-        or one layer, the panels form a single sequence after the pose (wrapped every 6)."""
+        or one layer, the panels form a single sequence after the pose (wrapped every 6).
+
+        `scale`: each panel min-max scaled with its own colour bar ("panel", as the official visualisation),
+        one range for all ("shared") or 0..1 ("absolute"), with one colour bar; 1/N is marked on the bars.
+        The panels are one mosaic image (fast), shrunk so the figure stays within MAX_FIGURE_IN inches a side;
+        over the image, the map panels show the part the model's crop covers. `at`: query the predicted or
+        the ground-truth joints. The figure's `panel_norms` are the maps' colour limits, in drawing order.
+        """
+        figures.check_scale(scale)
         keypoints = list(self.keypoint_names) if keypoints is None else keypoints
         layers = list(range(self.num_layers)) if layers is None else [self.layer_index(i) for i in layers]
-        background = self.image if where == "image" else self.crop_image
-        pose = self.keypoints if where == "image" else self.keypoints_crop_scored
         if len(keypoints) == 1 or len(layers) == 1:
-            rows = [[(kp, layer) for layer in layers for kp in keypoints]]
-            cols = min(6, len(rows[0]) + 1)
-            nrows = -(-(len(rows[0]) + 1) // cols)
+            seq = [None] + [(kp, layer) for layer in layers for kp in keypoints]
+            cols = min(6, len(seq))
+            rows = [seq[i:i + cols] for i in range(0, len(seq), cols)]
         else:
-            rows = [[(kp, layer) for kp in keypoints] for layer in layers]
-            cols, nrows = len(keypoints) + 1, len(layers)
-        fig, axes = plt.subplots(nrows, cols, figsize=(2.4 * cols, 3.2 * nrows), squeeze=False)
-        cells = list(axes.flat)
-        if len(rows) == 1:   # one sequence: the pose, then every panel
-            slots = [(cells[0], None)] + [(cells[i + 1], p) for i, p in enumerate(rows[0])]
-        else:                # a row per layer, each starting with the pose
-            slots = [(axes[r][c], p) for r, row in enumerate(rows) for c, p in enumerate([None] + row)]
-        for ax, panel in slots:
-            if panel is None:
-                figures.pose_panel(ax, background, pose, title=self.model_name, keypoints_set=self.keypoint_set)
-                continue
-            m = self.attention_map(kind, panel[0], panel[1], head)
-            cell = m.token_cell
-            tok = f" · r{cell[0]}c{cell[1]}" if cell is not None else ""
-            m.plot(ax, where=where, colorbar=True, title=f"{m.keypoint} · L{panel[1] + 1}{tok}")
-        for ax in cells[len(slots):]:
-            ax.set_axis_off()
+            rows = [[None] + [(kp, layer) for kp in keypoints] for layer in layers]
+        cols = max(len(r) for r in rows)
+        panels = [p for row in rows for p in row if p is not None]
+        maps = [self.attention_map(kind, kp, layer, head, at=at) for kp, layer in panels]
+        norms = [figures.make_norm(lo, hi) for lo, hi in figures.limits([m.values for m in maps], scale)]
+        by_panel = dict(zip(panels, zip(maps, norms)))
+        per_panel = scale == "panel"
+        tiles = []
+        for row in rows:
+            out = []
+            for p in row:
+                if p is None:
+                    out.append(self.pose_tile(where))
+                    continue
+                m, norm = by_panel[p]
+                tok = f"\ntoken r{m.token_cell[0]} c{m.token_cell[1]}" if m.token_cell is not None else ""
+                out.append(m.tile(where, norm, f"{m.keypoint} · layer {p[1] + 1}{tok}", colorbar=per_panel))
+            tiles.append(out)
+        size = self.tile_size()
+        head_in, foot_in, bar_in = 0.75, 0.35, (0.0 if per_panel else 0.9)
+        w, h = figures.mosaic_size(len(rows), cols, size, per_panel, 2.4, bar_in, head_in + foot_in)
+        fig = plt.figure(figsize=(w, h))
+        figures.mosaic(fig, (0.005, foot_in / h, 1 - (bar_in + 0.05) / w, 1 - (head_in + foot_in) / h), tiles, size,
+                       fontsize=min(8.0, max(5.5, 3.2 * w / cols)))
+        if not per_panel:
+            from matplotlib.cm import ScalarMappable
+            cax = fig.add_axes((1 - 0.75 / w, 0.5 * (1 - 0.6 * (1 - (head_in + foot_in) / h)) + foot_in / h / 2,
+                                0.12 / w, 0.6 * (1 - (head_in + foot_in) / h)))
+            cb = fig.colorbar(ScalarMappable(norms[0], figures.CMAP), cax=cax)
+            cb.ax.tick_params(labelsize=6)
+            cb.set_label(f"attention ({scale} scale)", fontsize=7)
+            figures.mark_uniform(cb, 1.0 / self.layout.num_tokens)
         query = "" if self.layout.special else f"; rNcM: the queried token, {self.query_convention} convention"
-        fig.suptitle(f"{kind} maps ({'mean of heads' if head is None else f'head {head}'}{query})", fontsize=10)
+        at_text = ", at the ground truth" if at == "gt" else ""
+        fig.suptitle(f"{self.caption}\n{kind} maps ({'mean of heads' if head is None else f'head {head}'}"
+                     f"{at_text}{query}; colour scale: {scale}, 1/N = uniform)", fontsize=9, y=1 - 0.08 / h,
+                     va="top")
+        figures.skeleton_legend(fig, ground_truth=self.ground_truth is not None,
+                                box=where == "image" and self.meta.get("box") is not None, query=True,
+                                bbox_to_anchor=(0.5, 0.0))
+        fig.panel_norms = norms
         return fig
 
-    def layers(self, keypoint: str | int, kind: str = "dependency", head: int | None = None):
+    def layers(self, keypoint: str | int, kind: str = "dependency", head: int | None = None, scale: str = "panel"):
         """The keypoint's map at every layer, side by side."""
-        return self.grid([keypoint], None, kind, head)
+        return self.grid([keypoint], None, kind, head, scale=scale)
 
     def figure(self, where: str = "image"):
-        fig, ax = plt.subplots(figsize=(4, 5))
-        background = self.image if where == "image" else self.crop_image
-        figures.pose_panel(ax, background, self.keypoints if where == "image" else self.keypoints_crop_scored,
-                           title=self.model_name, keypoints_set=self.keypoint_set)
+        fig, ax = plt.subplots(figsize=(4, 5.4))
+        self.pose_panel(ax, where, legend=True)
+        fig.suptitle(self.caption, fontsize=9)
         return fig
-

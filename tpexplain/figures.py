@@ -1,16 +1,30 @@
-"""Matplotlib drawing shared by every figure: the crop, the skeleton, a map overlay, a colour bar."""
+"""Matplotlib drawing shared by every figure: the crop, the skeleton, a map overlay, colour scales, sizes."""
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colors
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from .keypoints import COCO, MPII, KeypointSet, keypoint_set
 
 CMAP = "nipy_spectral"   # the official TransPose visualisation's colour map
+CMAP_SIGNED = "RdBu_r"   # signed quantities (occlusion drops): red up, blue down, white at 0
 LEFT, RIGHT, CENTER = "#1f77ff", "#ff7f0e", "#2ca02c"
+SCALES = ("panel", "shared", "absolute")
+# Keypoints scored below this are drawn hollow and their limbs faded: the official in_vis_thre (0.2), the score
+# below which the official evaluation leaves a keypoint out of the person's score.
+CONFIDENCE = 0.2
+MAX_SIDE_PX = 3000       # a saved figure's longest side: its dpi is lowered to fit
+MAX_AREA_PX = 4.5e6      # and its area
+MAX_FIGURE_IN = 19.5     # figures are laid out within this many inches a side (3000 px at 150 dpi)
+MOSAIC_DPI = 150         # the resolution a mosaic's image is composed at
 
 
 def side_colour(name: str) -> str:
@@ -24,65 +38,408 @@ def default_keypoint_set(count: int) -> KeypointSet:
     return known.get(count) or keypoint_set(tuple(f"kp{i}" for i in range(count)))
 
 
+# ------------------------------------------------------------------------------------------- skeletons
+
 def draw_skeleton(ax, keypoints: np.ndarray, min_score: float = 0.0, size: float = 12,
-                  keypoints_set: KeypointSet | None = None) -> None:
+                  keypoints_set: KeypointSet | None = None, confidence: float | None = CONFIDENCE,
+                  ground_truth: bool = False) -> None:
     """Limbs and joints of one person; keypoints (K, 2|3) in the axes' pixel coordinates.
 
-    The skeleton and sides come from `keypoints_set` (default: chosen by the number of keypoints).
+    The skeleton and sides come from `keypoints_set` (default: chosen by the number of keypoints). A
+    prediction's joints scored below `confidence` are hollow and their limbs faded and thin. With
+    `ground_truth`, the third column is COCO's visibility (0: unlabelled, not drawn) and the person is drawn
+    dashed with white-filled squares, to be told apart from a prediction.
     """
-    kp = np.asarray(keypoints)
+    kp = np.asarray(keypoints, dtype=np.float64)
     ks = keypoints_set or default_keypoint_set(len(kp))
-    ok = kp[:, 2] > min_score if kp.shape[1] > 2 else np.ones(len(kp), bool)
+    scored = kp.shape[1] > 2
+    ok = kp[:, 2] > min_score if scored else np.ones(len(kp), bool)
+    confident = kp[:, 2] >= confidence if scored and confidence is not None and not ground_truth else ok
     for a, b in ks.skeleton:
         if a < len(kp) and b < len(kp) and ok[a] and ok[b]:
             # a limb takes the colour of its higher-numbered joint (COCO and MPII list limbs outward)
             colour = side_colour(ks.names[max(a, b)])
-            ax.plot([kp[a, 0], kp[b, 0]], [kp[a, 1], kp[b, 1]], color=colour, lw=1.5, alpha=0.9)
-    for i in range(len(kp)):
-        if ok[i]:
-            ax.scatter(kp[i, 0], kp[i, 1], s=size, c=side_colour(ks.names[i]), edgecolors="white",
-                       linewidths=0.5, zorder=3)
+            sure = confident[a] and confident[b]
+            style = dict(ls=(0, (3, 2)), lw=1.3, alpha=1.0) if ground_truth else \
+                dict(ls="-", lw=1.5 if sure else 0.8, alpha=0.9 if sure else 0.4)
+            if ground_truth:   # a white under-stroke keeps dashes visible on any background
+                ax.plot([kp[a, 0], kp[b, 0]], [kp[a, 1], kp[b, 1]], color="white", lw=2.4, alpha=0.8, zorder=2)
+            ax.plot([kp[a, 0], kp[b, 0]], [kp[a, 1], kp[b, 1]], color=colour, zorder=2.1, **style)
+    for i in np.flatnonzero(ok):
+        c = side_colour(ks.names[i])
+        if ground_truth:
+            ax.scatter(kp[i, 0], kp[i, 1], s=size, marker="s", c="white", edgecolors=c, linewidths=1.0, zorder=3)
+        elif confident[i]:
+            ax.scatter(kp[i, 0], kp[i, 1], s=size, c=c, edgecolors="white", linewidths=0.5, zorder=3)
+        else:
+            ax.scatter(kp[i, 0], kp[i, 1], s=size, facecolors="none", edgecolors=c, linewidths=0.9, zorder=3)
 
+
+def legend_handles(ground_truth: bool = False, box: bool = False, confidence: float | None = CONFIDENCE,
+                   query: bool = False) -> list:
+    """Legend entries for the skeleton (left/right/midline colours, confident/unsure joints, ground truth,
+    person box, query point)."""
+    handles = [Line2D([], [], color=LEFT, lw=1.5, marker="o", ms=4, label="left"),
+               Line2D([], [], color=RIGHT, lw=1.5, marker="o", ms=4, label="right"),
+               Line2D([], [], color=CENTER, lw=1.5, marker="o", ms=4, label="midline")]
+    if confidence is not None:
+        handles.append(Line2D([], [], ls="", marker="o", ms=4, mfc="none", mec="grey",
+                              label=f"score < {confidence:g}"))
+    if ground_truth:
+        handles.append(Line2D([], [], color="grey", lw=1.3, ls=(0, (3, 2)), marker="s", ms=4, mfc="white",
+                              label="ground truth"))
+    if box:
+        handles.append(Line2D([], [], color="yellow", lw=1.2, label="person box"))
+    if query:
+        handles.append(Line2D([], [], ls="", marker="*", ms=8, mfc="white", mec="black", label="query"))
+    return handles
+
+
+def skeleton_legend(target, ground_truth: bool = False, box: bool = False, confidence: float | None = CONFIDENCE,
+                    query: bool = False, **kwargs):
+    """The skeleton legend on an axes (below it) or a figure (along its bottom edge); outside the data."""
+    handles = legend_handles(ground_truth, box, confidence, query)
+    opts = dict(fontsize=6, frameon=False, handlelength=1.6, columnspacing=0.9)
+    if hasattr(target, "transAxes"):
+        opts.update(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
+    else:
+        opts.update(loc="lower center", ncol=len(handles))
+    opts.update(kwargs)
+    legend = target.legend(handles=handles, **opts)
+    legend.set_gid("skeleton-legend")
+    return legend
+
+
+def draw_box(ax, box, colour: str = "yellow", ls="-", label: str | None = None) -> None:
+    """A rectangle (x, y, w, h) in the axes' pixel coordinates."""
+    x, y, w, h = (float(v) for v in box)
+    ax.add_patch(Rectangle((x, y), w, h, fill=False, ec=colour, lw=1.2, ls=ls, zorder=2.5, label=label))
+
+
+def draw_outline(ax, corners: np.ndarray, colour: str = "white") -> None:
+    """A dotted closed polygon (the model's input crop on the original image)."""
+    c = np.vstack([corners, corners[:1]])
+    ax.plot(c[:, 0], c[:, 1], color=colour, lw=0.8, ls=":", zorder=2.4)
+
+
+def pose_panel(ax, background: np.ndarray, keypoints: np.ndarray, title: str = "prediction",
+               keypoints_set: KeypointSet | None = None, ground_truth: np.ndarray | None = None,
+               box=None, outline: np.ndarray | None = None, legend: bool = False) -> None:
+    """The image with the predicted skeleton (and the ground truth's, dashed; the person box; the crop)."""
+    ax.imshow(background)
+    h, w = background.shape[:2]
+    if outline is not None:
+        draw_outline(ax, outline)
+    if box is not None:
+        draw_box(ax, box)
+    if ground_truth is not None:
+        draw_skeleton(ax, ground_truth, keypoints_set=keypoints_set, ground_truth=True)
+    draw_skeleton(ax, keypoints, keypoints_set=keypoints_set)
+    ax.set_xlim(-0.5, w - 0.5)      # keypoints off the image must not shrink it
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
+    if legend:
+        skeleton_legend(ax, ground_truth=ground_truth is not None, box=box is not None)
+
+
+# ------------------------------------------------------------------------------------------- colour scales
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unknown colour scale '{scale}'; use {', '.join(SCALES)}")
+    return scale
+
+
+def limits(maps: list[np.ndarray], scale: str = "panel", signed: bool = False) -> list[tuple[float, float]]:
+    """(vmin, vmax) for each map: its own range ("panel"), the range of all of them ("shared"), or the
+    absolute range of the quantity ("absolute": 0..1 for attention; -1..1 for a signed quantity).
+    Signed limits are symmetric about 0."""
+    check_scale(scale)
+
+    def one(lo: float, hi: float) -> tuple[float, float]:
+        if signed:
+            half = max(abs(lo), abs(hi), 1e-12)
+            return -half, half
+        return lo, hi if hi > lo else lo + 1e-12
+
+    if scale == "absolute":
+        return [(-1.0, 1.0) if signed else (0.0, 1.0)] * len(maps)
+    ranges = [(float(np.nanmin(m)), float(np.nanmax(m))) for m in maps]
+    if scale == "shared":
+        shared = one(min(r[0] for r in ranges), max(r[1] for r in ranges))
+        return [shared] * len(maps)
+    return [one(*r) for r in ranges]
+
+
+def make_norm(lo: float, hi: float, signed: bool = False) -> colors.Normalize:
+    """A linear colour norm; centred at 0 (a diverging scale) for signed quantities."""
+    if signed:
+        return colors.CenteredNorm(vcenter=0.0, halfrange=max(abs(lo), abs(hi), 1e-12))
+    return colors.Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1e-12)
+
+
+def mark_uniform(cb, level: float, label: str = "1/N") -> None:
+    """Mark `level` (the value of a uniform attention map, 1/N) on a colour bar; an arrow at the end if the
+    bar's range does not reach it."""
+    lo, hi = cb.mappable.norm.vmin, cb.mappable.norm.vmax
+    horizontal = cb.orientation == "horizontal"
+    if lo <= level <= hi:
+        line = (cb.ax.axvline if horizontal else cb.ax.axhline)(level, color="white", lw=2.2)
+        (cb.ax.axvline if horizontal else cb.ax.axhline)(level, color="black", lw=0.9, ls=(0, (2, 1)))
+        line.set_gid("uniform-level")
+        at, text = level, label
+    else:
+        at, text = (lo, f"{label}={level:.2g}▾") if level < lo else (hi, f"{label}={level:.2g}▴")
+    if horizontal:
+        cb.ax.annotate(text, xy=(at, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 1),
+                       textcoords="offset points", ha="center", va="bottom", fontsize=5.5, gid="uniform-label")
+    else:
+        cb.ax.annotate(text, xy=(0.0, at), xycoords=("axes fraction", "data"), xytext=(-1, 0),
+                       textcoords="offset points", ha="right", va="center", fontsize=5.5, gid="uniform-label")
+
+
+def add_colorbar(im, ax, uniform: float | None = None, label: str | None = None, ticks: int | None = None,
+                 **kwargs):
+    """A colour bar for `im` (an image or a `ScalarMappable`) beside `ax` (an axes: as tall as its image;
+    or a list of axes: beside them all), 1/N marked when `uniform` is given; `ticks` bounds the tick count."""
+    if isinstance(ax, (list, tuple)):
+        opts = dict(fraction=0.046, pad=0.02)
+        opts.update(kwargs)
+        cb = ax[0].figure.colorbar(im, ax=list(ax), **opts)
+    else:
+        from mpl_toolkits.axes_grid1 import make_axes_locatable
+        cax = make_axes_locatable(ax).append_axes("right", size=kwargs.get("size", "5%"), pad=kwargs.get("pad", 0.04))
+        cb = ax.figure.colorbar(im, cax=cax)
+    cb.ax.tick_params(labelsize=6 if ticks is None else 5, length=2, pad=1)
+    if ticks is not None:
+        from matplotlib.ticker import MaxNLocator
+        cb.locator = MaxNLocator(ticks)
+        cb.update_ticks()
+    if label:
+        cb.set_label(label, fontsize=7)
+    if uniform is not None:
+        mark_uniform(cb, uniform)
+    return cb
 
 
 def overlay(ax, background: np.ndarray, values: np.ndarray, query: tuple[float, float] | None = None,
-            alpha: float = 0.7, vmax: float | None = None, colorbar: bool = True, title: str | None = None):
-    """A map (same size as `background`) over the image, the query as a white star."""
-    ax.imshow(background)
-    # per-panel min-max scaling, as the official visualisation; the colour bar keeps the real values
-    lo, hi = float(values.min()), float(values.max()) if vmax is None else vmax
-    im = ax.imshow(values, cmap=CMAP, alpha=alpha, vmin=lo, vmax=hi if hi > lo else lo + 1e-12)
+            alpha: float = 0.7, vmax: float | None = None, colorbar: bool = True, title: str | None = None,
+            vmin: float | None = None, signed: bool = False, uniform: float | None = None, cmap: str | None = None,
+            marker_size: float = 140, max_side: int = 1024, offset: tuple[float, float] = (0.0, 0.0)):
+    """A map (same size as `background`; NaN pixels left clear) over the image, the query as a white star.
+
+    By default the map is min-max scaled (as the official visualisation); `vmin`/`vmax` fix the limits
+    (see `limits`). `signed` maps use a diverging colour map centred at 0; `uniform` marks 1/N on the bar.
+    The overlay is composited in numpy at most `max_side` pixels a side (one image per panel: fast) and
+    returned as a `ScalarMappable` carrying the colour norm. `offset`: the (x, y) pixel position of the
+    background's corner, for a window of a larger image (the query is in the larger image's pixels).
+    """
+    from matplotlib.cm import ScalarMappable
+    lo = float(np.nanmin(values)) if vmin is None else vmin
+    hi = float(np.nanmax(values)) if vmax is None else vmax
+    if signed and vmin is None and vmax is None:
+        lo, hi = limits([values], "panel", signed=True)[0]
+    norm, cmap = make_norm(lo, hi, signed), cmap or (CMAP_SIGNED if signed else CMAP)
+    h, w = background.shape[:2]
+    f = min(1.0, max_side / max(h, w))
+    small = (max(1, round(w * f)), max(1, round(h * f)))
+    bg = background if f == 1 else cv2.resize(background, small, interpolation=cv2.INTER_AREA)
+    vals = np.asarray(values, np.float32)
+    vals = vals if f == 1 else cv2.resize(vals, small, interpolation=cv2.INTER_AREA)
+    x0, y0 = offset
+    ax.imshow(blend(bg, vals, norm, cmap, alpha), extent=(x0 - 0.5, x0 + w - 0.5, y0 + h - 0.5, y0 - 0.5))
+    im = ScalarMappable(norm, cmap)
+    im.set_array(vals)
     if query is not None:
-        ax.scatter([query[0]], [query[1]], marker="*", s=140, c="white", edgecolors="black", linewidths=0.6,
-                   zorder=4)
+        ax.scatter([query[0]], [query[1]], marker="*", s=marker_size, c="white", edgecolors="black",
+                   linewidths=0.6, zorder=4)
+    ax.set_xlim(x0 - 0.5, x0 + w - 0.5)
+    ax.set_ylim(y0 + h - 0.5, y0 - 0.5)
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=8)
     if colorbar:
-        cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        cb.ax.tick_params(labelsize=6)
+        add_colorbar(im, ax, uniform)
     return im
 
 
-def pose_panel(ax, background: np.ndarray, keypoints: np.ndarray, title: str = "prediction",
-               keypoints_set: KeypointSet | None = None) -> None:
-    """The image with the predicted skeleton."""
-    ax.imshow(background)
-    draw_skeleton(ax, keypoints, keypoints_set=keypoints_set)
+def blend(background: np.ndarray, values: np.ndarray, norm: colors.Normalize, cmap: str = CMAP,
+          alpha: float = 0.7) -> np.ndarray:
+    """The map coloured by `norm` and `cmap`, laid over the background with opacity `alpha`, as one RGB
+    uint8 image; NaN values leave the background clear."""
+    rgba = plt.get_cmap(cmap)(norm(np.nan_to_num(values, nan=0.0)))
+    a = alpha * np.isfinite(values)[..., None]
+    bg = background if background.ndim == 3 else np.repeat(background[..., None], 3, axis=2)
+    out = bg[..., :3].astype(np.float32) / 255.0 * (1 - a) + rgba[..., :3] * a
+    return (out.clip(0, 1) * 255).astype(np.uint8)
+
+
+def shrink(image: np.ndarray, longest: int) -> np.ndarray:
+    """An image resized (area-averaged) so its longest side is at most `longest` pixels."""
+    h, w = image.shape[:2]
+    f = longest / max(h, w)
+    if f >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def panel_size(cols: int, rows: int, width: float = 2.4, height: float = 3.2, extra_w: float = 0.0,
+               extra_h: float = 0.0) -> tuple[float, float]:
+    """The figure size of a cols x rows grid of width x height inch panels, the panels shrunk (aspect kept)
+    so the figure stays within MAX_FIGURE_IN inches a side (3000 px at 150 dpi)."""
+    f = min(1.0, (MAX_FIGURE_IN - extra_w) / (cols * width), (MAX_FIGURE_IN - extra_h) / (rows * height))
+    return cols * width * f + extra_w, rows * height * f + extra_h
+
+
+# ------------------------------------------------------------------------------------------- mosaics
+
+@dataclass
+class Tile:
+    """One panel of a mosaic: an RGB image (a map already blended over its background), its title, its own
+    colour bar (when `norm` is set), markers and a skeleton, in the image's pixels."""
+
+    image: np.ndarray
+    title: str = ""
+    norm: colors.Normalize | None = None     # a colour bar beside the tile (per-panel scale)
+    cmap: str = CMAP
+    uniform: float | None = None             # 1/N, marked on the tile's colour bar
+    points: list = field(default_factory=list)   # (x, y, marker, size, face, edge)
+    skeleton: np.ndarray | None = None
+    ground_truth: np.ndarray | None = None
+    keypoints_set: KeypointSet | None = None
+    box: tuple | None = None
+    outline: np.ndarray | None = None
+
+
+def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (192, 256), fontsize: float = 7):
+    """Draw a grid of tiles as ONE image in one axes at `rect` (left, bottom, width, height in figure
+    fractions): many small multiples in about the time of one panel. Every tile is fitted into `size`
+    (w, h) pixels; a tile with a `norm` gets a thin colour bar (its limits as text, 1/N as a black tick).
+    Returns the axes; `ax.tile_norms` lists the tiles' norms, row by row."""
+    nrows, ncols = len(tiles), max(len(r) for r in tiles)
+    bars = any(t is not None and t.norm is not None for row in tiles for t in row)
+    cw, ch = _cell(size, bars)
+    # no more canvas pixels than the axes gets at MOSAIC_DPI: the image is resampled once, not at every draw
+    fw, fh = fig.get_size_inches()
+    f = min(1.0, rect[2] * fw * MOSAIC_DPI / (ncols * cw), rect[3] * fh * MOSAIC_DPI / (nrows * ch))
+    tw, th = max(8, int(size[0] * f)), max(8, int(size[1] * f))
+    bar = max(3, tw // 16) if bars else 0
+    gx, gy = _gaps(tw, th, bars)
+    cw, ch = tw + bar + gx, th + gy
+    canvas = np.full((nrows * ch, ncols * cw, 4), 255, np.uint8)     # RGBA: matplotlib adds no alpha plane
+    ax = fig.add_axes(rect)
     ax.set_axis_off()
-    ax.set_title(title, fontsize=8)
+    marks, texts, norms = [], [], []
+    for r, row in enumerate(tiles):
+        for c, t in enumerate(row):
+            if t is None:
+                continue
+            h, w = t.image.shape[:2]
+            f = min(tw / w, th / h)
+            nw, nh = max(1, round(w * f)), max(1, round(h * f))
+            x0, y0 = c * cw + (tw - nw) // 2, r * ch + gy + (th - nh) // 2
+            img = cv2.resize(t.image, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+            canvas[y0:y0 + nh, x0:x0 + nw, :3] = img[..., :3]
+            texts.append((c * cw + tw / 2, r * ch + gy - 2, t.title, "center", "bottom", fontsize))
+
+            def at(p, f=f, x0=x0, y0=y0):
+                q = np.array(p, np.float64)
+                q[..., :2] = q[..., :2] * f + [x0, y0]
+                return q
+            marks.append((t, at))
+            if t.norm is not None:
+                norms.append(t.norm)
+                bx, by = c * cw + tw + 2, r * ch + gy + (th - nh) // 2
+                grad = plt.get_cmap(t.cmap)(np.linspace(1, 0, nh))[:, :3]
+                canvas[by:by + nh, bx:bx + bar, :3] = (grad[:, None, :] * 255).astype(np.uint8)
+                lo, hi = t.norm.vmin, t.norm.vmax
+                texts.append((bx + bar + 2, by, f"{hi:.2g}", "left", "top", fontsize - 1.5))
+                texts.append((bx + bar + 2, by + nh, f"{lo:.2g}", "left", "bottom", fontsize - 1.5))
+                if t.uniform is not None and lo <= t.uniform <= hi:   # 1/N: a black tick across the bar
+                    yu = int(np.clip(by + nh * (hi - t.uniform) / (hi - lo), by, by + nh - 1))
+                    canvas[max(yu - 1, by):yu + 1, bx - 2:bx + bar + 2, :3] = 0
+                    if 0.12 * nh < yu - by < 0.85 * nh:   # named only where it clears the limits' labels
+                        texts.append((bx + bar + 2, yu, "1/N", "left", "center", fontsize - 2))
+    ax.imshow(canvas, interpolation="nearest")
+    for t, at in marks:
+        if t.outline is not None:
+            draw_outline(ax, at(t.outline))
+        if t.box is not None:
+            x, y, w, h = t.box
+            (bx0, by0), (bx1, by1) = at([x, y]), at([x + w, y + h])
+            draw_box(ax, (bx0, by0, bx1 - bx0, by1 - by0))
+        if t.ground_truth is not None:
+            draw_skeleton(ax, at(t.ground_truth), keypoints_set=t.keypoints_set, ground_truth=True, size=8)
+        if t.skeleton is not None:
+            draw_skeleton(ax, at(t.skeleton), keypoints_set=t.keypoints_set, size=8)
+        for x, y, marker, s, face, edge in t.points:
+            (px, py) = at([x, y])
+            ax.scatter([px], [py], marker=marker, s=s, facecolors=face, edgecolors=edge, linewidths=0.6, zorder=4)
+    for x, y, text, ha, va, fs in texts:
+        ax.text(x, y, text, ha=ha, va=va, fontsize=fs, clip_on=False)
+    ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
+    ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
+    ax.tile_norms = norms
+    return ax
+
+
+def _gaps(tw: int, th: int, bars: bool) -> tuple[int, int]:
+    """Room right of a tile (its colour bar's labels) and above it (a two-line title), in pixels."""
+    return int(tw * (0.08 + (0.24 if bars else 0.0))), int(th * 0.2)
+
+
+def _cell(size: tuple[int, int], bars: bool) -> tuple[int, int]:
+    tw, th = size
+    gx, gy = _gaps(tw, th, bars)
+    return tw + (max(3, tw // 16) if bars else 0) + gx, th + gy
+
+
+def mosaic_size(nrows: int, ncols: int, size: tuple[int, int] = (192, 256), bars: bool = True,
+                inches_per_tile: float = 2.2, extra_w: float = 0.0, extra_h: float = 0.0) -> tuple[float, float]:
+    """The figure size (inches) a mosaic of nrows x ncols tiles needs, tiles at most `inches_per_tile` wide,
+    the whole within MAX_FIGURE_IN a side (plus `extra_w`/`extra_h` for what surrounds it)."""
+    cw, ch = _cell(size, bars)
+    f = min(inches_per_tile / cw, (MAX_FIGURE_IN - extra_w) / (ncols * cw), (MAX_FIGURE_IN - extra_h) / (nrows * ch))
+    return ncols * cw * f + extra_w, nrows * ch * f + extra_h
+
+
+# ------------------------------------------------------------------------------------------- titles
+
+def caption(meta: dict | None, model_name: str = "model") -> str:
+    """'image.jpg · annotation 183126 · model default' from an explanation's meta (what is known of it)."""
+    meta = meta or {}
+    parts = []
+    if meta.get("image"):
+        parts.append(str(meta["image"]))
+    if meta.get("person"):
+        parts.append(str(meta["person"]))
+    elif meta.get("box") is not None:
+        parts.append("box " + ",".join(f"{float(v):.0f}" for v in meta["box"]))
+    parts.append(f"model {meta.get('model') or model_name}")
+    return " · ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- saving
+
+def fit_dpi(fig, dpi: float) -> float:
+    """`dpi`, lowered so the figure's longest side is at most MAX_SIDE_PX pixels and its area at most
+    MAX_AREA_PX (a photo-filled PNG then stays a few MB)."""
+    w, h = fig.get_size_inches()
+    return min(float(dpi), MAX_SIDE_PX / max(w, h), (MAX_AREA_PX / (w * h)) ** 0.5)
 
 
 def figure_png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=fit_dpi(fig, 100), bbox_inches="tight")
     return buf.getvalue()
 
 
 def write_figure(fig, path: str | Path, fmt: str, dpi: int = 150) -> None:
-    """`fig.savefig` in format `fmt`, marked as written by tpexplain (see tpexplain.io.made_by_tpexplain)."""
+    """`fig.savefig` in format `fmt`, marked as written by tpexplain (see tpexplain.io.made_by_tpexplain);
+    the dpi is lowered if needed to keep the longest side within MAX_SIDE_PX."""
     from .io import savefig_kwargs
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", format=fmt, **savefig_kwargs(fmt))
+    fig.savefig(path, dpi=fit_dpi(fig, dpi), bbox_inches="tight", format=fmt, **savefig_kwargs(fmt))
 
 
 def save_figure(fig, path: str | Path, dpi: int = 150, force: bool = False, inputs=()) -> Path:
