@@ -151,3 +151,132 @@ def test_cli_layers_names_the_queried_token(tmp_path):
     assert res.returncode == 0, res.stderr
     q = json.loads(out.with_suffix(".json").read_text())["queries"][0]
     assert q["keypoint"] == "l_wrist" and q["query"] == "geometric" and {"row", "col", "token_center_crop"} <= set(q)
+
+
+# ---------------------------------------------------------------------------------------------------
+# An independent re-check: the official decoding written again from its description (TransPose's
+# lib/core/inference.py `get_final_preds`; mmpose 0.x `keypoints_from_heatmaps(use_udp=True)`, i.e.
+# `_get_max_preds` + `post_dark_udp` + `transform_preds`), in the official code's own style (whole-batch
+# arrays, flattened indexing), not through tpexplain.decode.
+
+def ref_get_final_preds(batch: np.ndarray, kernel: int = 11) -> np.ndarray:
+    """Heatmap-space keypoints as get_final_preds(transform_back=False): argmax (0 where the peak <= 0),
+    then on log(max(rescaled zero-border blur, 1e-10)) one Taylor step if 1 < px < W-2, 1 < py < H-2, det != 0."""
+    n, k, h, w = batch.shape
+    flat = batch.reshape(n, k, -1)
+    idx, peak = flat.argmax(2), flat.max(2)
+    coords = np.stack([idx % w, idx // w], -1).astype(np.float32) * (peak > 0)[..., None]
+    border = (kernel - 1) // 2
+    for i in range(n):
+        for j in range(k):
+            big = np.zeros((h + 2 * border, w + 2 * border))
+            big[border:-border, border:-border] = batch[i, j]
+            smooth = np.float32(cv2.GaussianBlur(big, (kernel, kernel), 0)[border:-border, border:-border])
+            with np.errstate(invalid="ignore", divide="ignore"):    # a flat map: 0 / 0, as in the original
+                smooth = smooth * (batch[i, j].max() / smooth.max())
+            lg = np.log(np.maximum(smooth, 1e-10))
+            px, py = int(coords[i, j, 0]), int(coords[i, j, 1])
+            if not (1 < px < w - 2 and 1 < py < h - 2):
+                continue
+            g = np.array([lg[py, px + 1] - lg[py, px - 1], lg[py + 1, px] - lg[py - 1, px]]) / 2
+            hxx = (lg[py, px + 2] - 2 * lg[py, px] + lg[py, px - 2]) / 4
+            hyy = (lg[py + 2, px] - 2 * lg[py, px] + lg[py - 2, px]) / 4
+            hxy = (lg[py + 1, px + 1] - lg[py - 1, px + 1] - lg[py + 1, px - 1] + lg[py - 1, px - 1]) / 4
+            if hxx * hyy - hxy ** 2 != 0:
+                coords[i, j] += -np.linalg.inv(np.array([[hxx, hxy], [hxy, hyy]])) @ g
+    return coords
+
+
+def ref_post_dark_udp(batch: np.ndarray, kernel: int = 11) -> np.ndarray:
+    """mmpose's UDP path: argmax (-1 where the peak <= 0), blur (reflected border) in place, clip to
+    [0.001, 50], log, edge-pad by 1, then read the 3x3 neighbourhood from the whole batch flattened and take
+    one Newton step with the Hessian + float32 eps · I."""
+    n, k, h, w = batch.shape
+    maps = batch.astype(np.float32).copy()
+    flat = maps.reshape(n, k, -1)
+    idx, peak = flat.argmax(2), flat.max(2)
+    coords = np.where((peak > 0)[..., None], np.stack([idx % w, idx // w], -1).astype(np.float32), -1)
+    for m in maps.reshape(-1, h, w):
+        cv2.GaussianBlur(m, (kernel, kernel), 0, m)
+    padded = np.pad(np.log(np.clip(maps, 0.001, 50)), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge").ravel()
+    stride = w + 2
+    at = (coords[..., 0] + 1 + (coords[..., 1] + 1) * stride).astype(int)
+    at = at + stride * (h + 2) * np.arange(n * k).reshape(n, k)
+    v = {(dx, dy): padded[at + dx + dy * stride] for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+    gx, gy = (v[1, 0] - v[-1, 0]) / 2, (v[0, 1] - v[0, -1]) / 2
+    hxx, hyy = v[1, 0] - 2 * v[0, 0] + v[-1, 0], v[0, 1] - 2 * v[0, 0] + v[0, -1]
+    hxy = (v[1, 1] - v[1, 0] - v[0, 1] + 2 * v[0, 0] - v[-1, 0] - v[0, -1] + v[-1, -1]) / 2
+    hess = np.stack([hxx, hxy, hxy, hyy], -1).reshape(n, k, 2, 2) + np.finfo(np.float32).eps * np.eye(2)
+    return coords - np.einsum("nkij,nkj->nki", np.linalg.inv(hess), np.stack([gx, gy], -1))
+
+
+def ref_transpose_back(coords, center, scale, heatmap_size=(48, 64)):
+    """TransPose's transform_preds: the "−1" similarity, heatmap centre (size − 1)/2 onto the box centre,
+    (200·s_w − 1)/(W_hm − 1) image px per heatmap px on both axes."""
+    size = np.asarray(heatmap_size, float)
+    return center + (coords - (size - 1) / 2) * (scale[0] * 200 - 1) / (size[0] - 1)
+
+
+def hard_heatmaps(seed: int = 0) -> np.ndarray:
+    """Peaks with noise, at the border, flat, negative (empty) and two-peaked maps: (3, 17, 64, 48)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:64, 0:48].astype(np.float32)
+    maps = rng.normal(0, 0.02, (3, 17, 64, 48)).astype(np.float32)
+    for i in range(3):
+        for j in range(17):
+            cx, cy, s = rng.uniform(-2, 50), rng.uniform(-2, 66), rng.uniform(1, 6)
+            maps[i, j] += np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * s * s))
+            if j % 5 == 1:
+                maps[i, j] += 0.8 * np.exp(-((xs - cx - 4) ** 2 + (ys - cy) ** 2) / 8)
+    maps[0, 0] = -np.abs(maps[0, 0]) - 0.1      # empty maps: the first of the batch, and one inside it
+    maps[1, 7] = -np.abs(maps[1, 7]) - 0.1
+    maps[2, 3] = 0.0                             # flat
+    return maps
+
+
+@pytest.mark.parametrize("source", ["synthetic", "model"])
+def test_official_decoding_equals_an_independent_reimplementation(source):
+    if source == "synthetic":
+        maps = hard_heatmaps()
+    else:    # a random-weight model's maps: flat-ish and many-peaked, long Newton steps
+        pm = tpx.load("default", weights="random")
+        maps = pm.predict(str(SKIER), [BOX, (100, 50, 120, 300)], flip=True).heatmaps.float().numpy()
+    ours, _ = decode(maps)
+    assert np.abs(ours - ref_get_final_preds(maps)).max() < 1e-4
+    udp, _ = decode(maps, udp=True)
+    want = ref_post_dark_udp(maps)
+    finite = np.isfinite(want).all(-1)
+    assert finite.mean() > 0.9 and np.abs(udp - want)[finite].max() < 1e-4
+
+
+def ref_box2cs(box, aspect=192 / 256):
+    """TransPose's box → centre (x + (w − 1)/2), scale (padded to the aspect, /200, ×1.25)."""
+    x, y, w, h = box
+    center = np.array([x + (w - 1) / 2, y + (h - 1) / 2])
+    w, h = (w, w / aspect) if w > aspect * h else (h * aspect, h)
+    return center, np.array([w, h]) / 200 * 1.25
+
+
+def test_keypoints_and_query_tokens_equal_the_official_path_end_to_end():
+    """TransPose: image keypoints as get_final_preds(transform_back=True) to 1e-3 px; every keypoint's query
+    token as the demo notebook's query_locations = preds·4 + 0.5 → int(· / down_rate) (visualize.py)."""
+    pm = tpx.load("default", weights="random")
+    boxes = [BOX, (100.0, 50.0, 120.0, 300.0)]
+    poses = pm.predict(str(SKIER), boxes, flip=True)
+    coords = ref_get_final_preds(poses.heatmaps.float().numpy())
+    for i, box in enumerate(boxes):
+        c, s = ref_box2cs(box)
+        assert np.abs(poses.keypoints[i, :, :2] - ref_transpose_back(coords[i], c, s)).max() < 1e-3
+    ex = pm.explain(str(SKIER), bbox=BOX, flip=True)
+    gh, gw = ex.layout.grid
+    down = 256 // gh
+    locations = coords[0] * 4 + 0.5
+    inside = 0
+    for k in range(17):
+        col, row = int(locations[k, 0] / down), int(locations[k, 1] / down)
+        if 0 <= row < gh and 0 <= col < gw:
+            inside += 1
+        else:   # a random model's unguarded Newton step can leave the map: the official code fails, we clamp
+            col, row = min(max(col, 0), gw - 1), min(max(row, 0), gh - 1)
+        assert ex.query(k)[0] == row * gw + col
+    assert inside >= 12

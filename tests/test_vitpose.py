@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import tpexplain as tpx
 from conftest import KEYS, SKIER, SKIER_BOX
+from test_fidelity import ref_post_dark_udp
 from tpexplain import zoo
 from tpexplain.zoo.checkpoint import CheckpointError, read_state_dict
 from tpexplain.cli import main
@@ -411,14 +412,18 @@ def test_vitpose_predictions_use_the_udp_crop_and_other_families_keep_theirs(sma
     from tpexplain.transforms import to_tensor
     image = cv2.cvtColor(cv2.imread(str(SKIER)), cv2.COLOR_BGR2RGB)
     box = tuple(float(v) for v in SKIER_BOX.split(","))
-    poses = predict(small["simple"], image, [box], flip=False)
-    c, s = ref_xywh2cs(box, aspect=192 / 256)
-    trans = ref_warp_matrix(0.0, c * 2, np.array([191.0, 255.0]), s * 200)
-    ref_input = to_tensor(cv2.warpAffine(image, trans.astype(np.float32), (192, 256), flags=cv2.INTER_LINEAR))
-    assert poses.crops[0].udp and (poses.inputs - ref_input).abs().max() <= 1 / 255 / 0.224 + 1e-6
-    want = ref_transform_preds(poses.keypoints_heatmap[0].astype(float), c, s, (48, 64))
-    assert np.abs(poses.keypoints[0, :, :2] - want).max() < 1e-3
-    assert np.abs(poses.keypoints_crop[0] - apply(trans, want)).max() < 1e-3
+    boxes = [box, (20.0, 30.0, 90.0, 400.0)]
+    for model in small.values():
+        poses = predict(model, image, boxes, flip=True)
+        coords = ref_post_dark_udp(poses.heatmaps.float().numpy())     # mmpose's decoding, re-derived
+        for i, b in enumerate(boxes):
+            c, s = ref_xywh2cs(b, aspect=192 / 256)
+            trans = ref_warp_matrix(0.0, c * 2, np.array([191.0, 255.0]), s * 200)
+            crop = cv2.warpAffine(image, trans.astype(np.float32), (192, 256), flags=cv2.INTER_LINEAR)
+            assert poses.crops[i].udp and (poses.inputs[i] - to_tensor(crop)[0]).abs().max() <= 1 / 255 / 0.224 + 1e-6
+            want = ref_transform_preds(coords[i].astype(float), c, s, (48, 64))
+            assert np.abs(poses.keypoints[i, :, :2] - want).max() < 1e-3
+            assert np.abs(poses.keypoints_crop[i] - apply(trans, want)).max() < 1e-3
     # TransPose (and TokenPose) keep the DarkPose-derived box centre and affine
     tp = tpx.load("default", weights="random").predict(image, [box], flip=False)
     assert not tp.crops[0].udp

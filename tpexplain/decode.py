@@ -101,28 +101,35 @@ def _blur_guarded(hm: np.ndarray, kernel: int) -> np.ndarray:
 def dark_udp_refine(heatmaps: np.ndarray, coords: np.ndarray, kernel: int = BLUR_KERNEL) -> np.ndarray:
     """ViTPose's official refinement (mmpose `post_dark_udp`): blur with the image-border reflection
     and no rescaling, clip to [0.001, 50], log, edge-pad by one pixel, then one Newton step with
-    one-pixel differences and the Hessian regularised by float32 eps, at every keypoint."""
+    one-pixel differences and the Hessian regularised by float32 eps, at every keypoint.
+
+    As the official code, the neighbours are read from the whole batch flattened: the same as indexing
+    each map, except for an empty map's keypoint (-1, -1), whose left and upper neighbours then come from
+    the previous map's last row (for the batch's first map, from the batch's end).
+    """
     b, k, h, w = heatmaps.shape
     hm = np.ascontiguousarray(heatmaps, dtype=np.float32).copy()
     for i in range(b):
         for j in range(k):
             hm[i, j] = cv2.GaussianBlur(hm[i, j], (kernel, kernel), 0)
-    lg = np.pad(np.log(np.clip(hm, 0.001, 50)), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
-    coords = coords.copy()
-    for i in range(b):
-        for j in range(k):
-            x, y = int(coords[i, j, 0]) + 1, int(coords[i, j, 1]) + 1   # in the padded map
-            m = lg[i, j]
-            dx = 0.5 * (m[y, x + 1] - m[y, x - 1])
-            dy = 0.5 * (m[y + 1, x] - m[y - 1, x])
-            dxx = m[y, x + 1] - 2 * m[y, x] + m[y, x - 1]
-            dyy = m[y + 1, x] - 2 * m[y, x] + m[y - 1, x]
-            dxy = 0.5 * (m[y + 1, x + 1] - m[y, x + 1] - m[y + 1, x] + m[y, x] + m[y, x] - m[y, x - 1] - m[y - 1, x]
-                         + m[y - 1, x - 1])
-            hess = np.array([[dxx, dxy], [dxy, dyy]]) + np.finfo(np.float32).eps * np.eye(2)
-            with np.errstate(all="ignore"):
-                coords[i, j] -= np.linalg.inv(hess) @ np.array([dx, dy])
-    return coords
+    flat = np.pad(np.log(np.clip(hm, 0.001, 50)), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge").ravel()
+    row = w + 2
+    at = (coords[..., 0] + 1 + (coords[..., 1] + 1) * row).astype(int) + row * (h + 2) * np.arange(b * k).reshape(b, k)
+
+    def m(dx: int, dy: int) -> np.ndarray:
+        return flat[at + dx + dy * row]
+
+    dx, dy = 0.5 * (m(1, 0) - m(-1, 0)), 0.5 * (m(0, 1) - m(0, -1))
+    dxx = m(1, 0) - 2 * m(0, 0) + m(-1, 0)
+    dyy = m(0, 1) - 2 * m(0, 0) + m(0, -1)
+    dxy = 0.5 * (m(1, 1) - m(1, 0) - m(0, 1) + 2 * m(0, 0) - m(-1, 0) - m(0, -1) + m(-1, -1))
+    hess = np.stack([dxx, dxy, dxy, dyy], -1).reshape(b, k, 2, 2) + np.finfo(np.float32).eps * np.eye(2)
+    try:
+        with np.errstate(all="ignore"):
+            step = np.einsum("bkij,bkj->bki", np.linalg.inv(hess), np.stack([dx, dy], -1))
+    except np.linalg.LinAlgError:   # only for non-finite maps, where the official code raises
+        return coords.copy()
+    return (coords - step).astype(coords.dtype)     # the official code steps its float32 coords in place
 
 
 def flip_back(heatmaps: torch.Tensor, flip_pairs=FLIP_PAIRS) -> torch.Tensor:
@@ -146,6 +153,7 @@ def decode(heatmaps: np.ndarray, dark: bool = True, method: str = "official", ud
         if method == "guarded":
             coords = dark_refine(heatmaps, coords, kernel, guarded=True)
         elif udp:
+            coords[maxvals <= 0] = -1     # mmpose's `_get_max_preds` marks an empty map -1, not 0
             coords = dark_udp_refine(heatmaps, coords, kernel)
         else:
             coords = dark_refine(heatmaps, coords, kernel)
