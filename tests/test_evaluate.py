@@ -198,3 +198,18 @@ def test_cli_eval_with_detections_and_a_missing_image(tmp_path):
     lines = r.stdout.strip().splitlines()
     assert "missing.jpg" in r.stderr and "skipped 1 of 4 images" in lines[-2] and "missing.jpg" in lines[-2]
     assert lines[-1].startswith("AP=") and "PCK" not in r.stdout
+
+
+def test_an_unreadable_image_is_skipped_and_reported_like_batch(model, gt_metrics, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in DATA.glob("*.jpg"):
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "000000040083.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    r = subprocess.run([sys.executable, "-m", "tpexplain", "eval", "--coco", ANN, "--images", images, "--no-flip"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "000000040083.jpg" in r.stderr and "cannot decode" in r.stderr          # one warning, as batch
+    lines = r.stdout.strip().splitlines()
+    assert lines[-2] == "skipped 1 of 4 images (not found or unreadable): 000000040083.jpg"
+    assert lines[-1].startswith("AP=")

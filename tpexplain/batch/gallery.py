@@ -8,8 +8,11 @@ INDEX = "index.html"
 
 
 def gallery_html(rows: list[dict], title: str = "tpexplain batch") -> str:
-    """A static page of every output in a manifest, grouped by person; failures listed first."""
+    """A static page of every output in a manifest, grouped by person; failures listed first, then the
+    images and annotations not explained; each person's OKS and PCK against its ground truth, when known."""
     e = html.escape
+    not_explained = [r for r in rows if r.get("status") == "skipped"]
+    rows = [r for r in rows if r.get("status") != "skipped"]
     people: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         people.setdefault((r["input"], r["person"]), []).append(r)
@@ -24,18 +27,24 @@ def gallery_html(rows: list[dict], title: str = "tpexplain batch") -> str:
              ".err{color:#b00;font-size:12px}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
              "</style></head><body>",
-             f"<h1>{e(title)}</h1><p>{len(people)} persons, {ok} figures, {len(failed)} failed</p>"]
+             f"<h1>{e(title)}</h1><p>{len(people)} persons, {ok} figures, {len(failed)} failed"
+             + (f", {len(not_explained)} not explained" if not_explained else "") + "</p>"]
     if failed:
         parts.append("<h2>Failed</h2><table><tr><th>input</th><th>person</th><th>figure</th><th>error</th></tr>")
         parts += [f"<tr><td>{e(r['input'])}</td><td>{e(r['person'])}</td><td>{e(r['figure'])}</td>"
                   f"<td class='err'>{e(str(r.get('error')))}</td></tr>" for r in failed]
+        parts.append("</table>")
+    if not_explained:
+        parts.append("<h2>Not explained</h2><table><tr><th>input</th><th>person</th><th>why</th></tr>")
+        parts += [f"<tr><td>{e(r['input'])}</td><td>{e(r['person'])}</td><td>{e(str(r.get('reason')))}</td></tr>"
+                  for r in not_explained]
         parts.append("</table>")
     parts.append("<h2>Figures</h2><p class='cap'>Click a figure for full size.</p><div>")
     for (inp, person), rs in people.items():
         bad = any(r.get("status") != "ok" for r in rs)
         parts.append(f"<div class='card{' bad' if bad else ''}'><div class='cap'><b>{e(Path(inp).name)}</b> · "
                      f"{e(person)}{' · box ' + e(', '.join(f'{v:g}' for v in rs[0]['bbox'])) if rs[0].get('bbox') else ''}"
-                     "</div><div class='figs'>")
+                     f"{_accuracy(rs[0].get('accuracy'))}</div><div class='figs'>")
         for r in rs:
             src = e(r["output"])
             if r.get("status") == "ok":
@@ -47,3 +56,14 @@ def gallery_html(rows: list[dict], title: str = "tpexplain batch") -> str:
         parts.append("</div></div>")
     parts.append("</div></body></html>\n")
     return "".join(parts)
+
+
+def _accuracy(acc: dict | None) -> str:
+    """' · OKS 0.81 · PCK 0.93', with a warning when the prediction fits another annotated person better."""
+    if not isinstance(acc, dict):
+        return ""
+    text = "".join(f" · {name} {acc[key]:.2f}" for key, name in (("oks", "OKS"), ("pck", "PCK"))
+                   if isinstance(acc.get(key), (int, float)))
+    if acc.get("closer_to") is not None:
+        text += f" · <b class='err'>closer to annotation {html.escape(str(acc['closer_to']))}</b>"
+    return text

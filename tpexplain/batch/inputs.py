@@ -1,13 +1,35 @@
-"""The people a batch explains: every image of a folder (whole, or per a boxes file) or every person of a COCO file."""
+"""The people a batch explains (every image of a folder, every person of a COCO or detections file) and those it leaves out."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm")
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A person's ground truth from an annotation file, and the other annotated people of its image (to tell
+    when a prediction fits one of them better than its own)."""
+
+    annotation: int | str
+    keypoints: tuple[tuple[float, float, float], ...]   # (K, 3) x, y, v in image pixels; v = 0 unlabelled
+    area: float                                           # the OKS scale
+    bbox: tuple[float, float, float, float]               # the annotated box (PCK's scale)
+    sigmas: tuple[float, ...] | None = None               # the file's OKS sigmas (None: unknown set, no OKS)
+    others: tuple = ()                # (annotation, keypoints, area, bbox or None with sigmas) of the others
+
+    def digest(self) -> str:
+        """A short hash of everything the figures and numbers depend on: changed labels redo the person."""
+        return hashlib.sha256(json.dumps([self.annotation, self.keypoints, self.area, self.bbox, self.sigmas,
+                                          self.others], default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -15,9 +37,41 @@ class Item:
     """One person to explain: an image file and a box (x, y, w, h); no box means the whole image."""
 
     image: str
-    person: str                                   # "image", "box3", "ann442619", ...
+    person: str                                   # "image", "box3", "ann442619", "det12", ...
     bbox: tuple[float, float, float, float] | None = None
     name: str | None = None                       # output stem, when the derived one would collide
+    truth: Truth | None = None                    # the annotated ground truth, when there is one
+    score: float | None = None                    # a detection's score
+
+    @property
+    def label(self) -> str:
+        """The person as figure titles name it: "annotation 442619", "detection 12 (score 0.98)", "box 1"."""
+        p = self.person
+        if p.startswith("ann"):
+            return f"annotation {p[3:]}"
+        if p.startswith("det"):
+            matched = f", annotation {self.truth.annotation}" if self.truth else ""
+            return f"detection {p[3:]} (score {self.score:.2f}{matched})"
+        if p.startswith("box"):
+            return f"box {int(p[3:]) + 1}"
+        return "whole image"
+
+    def dress(self, ex, model: str) -> None:
+        """Tell an Explanation of this person which image, person and model it is, and its ground truth."""
+        ex.meta.update(image=Path(self.image).name, person=self.label, model=model)
+        if self.truth is not None:
+            import numpy as np
+            ex.ground_truth = np.array(self.truth.keypoints, np.float64)
+
+    def accuracy(self, keypoints) -> dict | None:
+        """The prediction `keypoints` (K, 2+) against the ground truth: OKS, PCK and whether it fits another
+        annotated person of the image better (`training.oks.person_accuracy`); None without ground truth."""
+        if self.truth is None:
+            return None
+        from ..training.oks import person_accuracy
+        t = self.truth
+        return {"annotation": t.annotation, **person_accuracy(keypoints, t.keypoints, t.area, t.bbox, t.sigmas,
+                                                              t.others)}
 
     @property
     def key(self) -> str:
@@ -28,8 +82,26 @@ class Item:
         return stem if self.person == "image" else f"{stem}_{self.person}"
 
 
-def folder_items(folder: str | Path, boxes: str | Path | None = None) -> list[Item]:
-    """Every image in `folder` taken whole, or the people that a boxes file lists.
+@dataclass(frozen=True)
+class Skip:
+    """An image or annotation of the input that is not explained, and why ("crowd", "no labelled people")."""
+
+    image: str
+    person: str                                   # "image" for a whole image, "ann183126" for an annotation
+    reason: str
+
+
+class Items(list):
+    """The people to explain (a list of `Item`), with `skipped`: the input's images and annotations left out."""
+
+    def __init__(self, items=(), skipped=()):
+        super().__init__(items)
+        self.skipped: list[Skip] = list(skipped)
+
+
+def folder_items(folder: str | Path, boxes: str | Path | None = None) -> Items:
+    """Every image in `folder` taken whole, or the people that a boxes file lists (an image of the folder
+    without boxes is listed as skipped).
 
     A boxes file is JSON ({"img.jpg": [[x, y, w, h], ...], ...}) or CSV (image,x,y,w,h per line, with or
     without a header); image names are relative to `folder`.
@@ -37,8 +109,8 @@ def folder_items(folder: str | Path, boxes: str | Path | None = None) -> list[It
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if boxes is None:
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
         return _unique([Item(str(p), "image") for p in files])
@@ -49,12 +121,22 @@ def folder_items(folder: str | Path, boxes: str | Path | None = None) -> list[It
             items.append(Item(str(folder / name), f"box{i}", finite_box(b, f"{boxes}: {name} box {i + 1}")))
     if not items:
         raise ValueError(f"no boxes in {boxes}")
-    return _unique(items)
+    boxed = {Path(it.image) for it in items}
+    return _unique(items, [Skip(str(p), "image", "no box in the boxes file") for p in files if p not in boxed])
 
 
-def coco_items(annotations: str | Path, images: str | Path) -> list[Item]:
-    """Every person instance with at least one labelled keypoint (not crowds), its bbox as the box."""
+def coco_items(annotations: str | Path, images: str | Path, keypoint_names: tuple[str, ...] | None = None,
+               model: str = "the model", detections: str | Path | None = None, min_score: float = 0.0) -> Items:
+    """Every person instance with labelled keypoints (not crowds), its bbox as the box and its labels as the
+    ground truth; every other annotation, and every image without one, is listed in `skipped` with why.
+
+    With `detections` (COCO detection results), the people are the detections of category 1 scoring at
+    least `min_score` on the file's images, as the official pipelines take them; each is given the ground
+    truth of the annotated person it overlaps most (IoU >= 0.5, best scores first), if any. `keypoint_names`
+    (the model's): the file must label those keypoints, else a one-line ValueError.
+    """
     from ..io import check_annotation, read_coco
+    from ..training.oks import check_model_keypoints, declared_keypoints
     annotations, images = Path(annotations), Path(images)
     if not images.is_dir():
         raise ValueError(f"image folder not found: {images}")
@@ -64,21 +146,106 @@ def coco_items(annotations: str | Path, images: str | Path) -> list[Item]:
         anns = coco.loadAnns(coco.getAnnIds())            # every annotation, in the file's order
     except (ValueError, KeyError, TypeError, AssertionError) as exc:
         raise ValueError(f"not a COCO annotation file: {annotations} ({exc})") from None
-    items = []
+    names, set_name, sigmas = declared_keypoints(coco, annotations)
+    if keypoint_names is not None:
+        check_model_keypoints(names, set_name, annotations, tuple(keypoint_names), model)
+    sigmas = tuple(float(s) for s in sigmas) if sigmas is not None else None
+    for image_id, file_name in files.items():   # output names are built from these: plain names only
+        _check_name(file_name, f"{annotations}: image {image_id!r}: file_name")
+    people, skipped = [], []        # people: (image_id, annotation, box)
     for a in anns:
         check_annotation(a, str(annotations))      # finite numbers in range, before any geometry
-        if a.get("iscrowd", 0) or a.get("num_keypoints", 0) <= 0 or a.get("image_id") not in files:
-            continue
-        # output names are built from these: refuse a path where a name is expected
         _check_name(a.get("id"), f"{annotations}: annotation {a.get('id')!r}: id")
-        _check_name(files[a["image_id"]], f"{annotations}: annotation {a.get('id')!r}: its image's file_name")
-        x, y, w, h = (float(v) for v in a["bbox"])
-        if w <= 0 or h <= 0:
-            continue
-        items.append(Item(str(images / files[a["image_id"]]), f"ann{a['id']}", (x, y, w, h)))
+        person = f"ann{a['id']}"
+        kp = a.get("keypoints") or []
+        reason = ("its image_id is not among the file's images" if a.get("image_id") not in files else
+                  "crowd" if a.get("iscrowd", 0) else
+                  f"not a person (category_id {a['category_id']})" if a.get("category_id", 1) != 1 else
+                  "annotation without keypoints" if not any(v > 0 for v in kp[2::3]) else
+                  f"{len(kp) // 3} keypoints where the file declares {len(names)}" if len(kp) != 3 * len(names)
+                  else "no box" if "bbox" not in a else
+                  "empty box" if a["bbox"][2] <= 0 or a["bbox"][3] <= 0 else None)
+        if reason:
+            image = str(images / files[a["image_id"]]) if a.get("image_id") in files else str(a.get("image_id"))
+            skipped.append(Skip(image, person, reason))
+        else:
+            people.append((a["image_id"], a, tuple(float(v) for v in a["bbox"])))
+    truths = _truths(people, sigmas)
+    if detections is not None:
+        items, missed = _detection_items(detections, min_score, files, images, people, truths)
+        skipped += missed
+    else:
+        items = [Item(str(images / files[i]), f"ann{a['id']}", box, truth=truths[a["id"]]) for i, a, box in people]
+    seen = {Path(it.image) for it in items} | {Path(s.image) for s in skipped}
+    skipped += [Skip(str(images / f), "image", "no labelled people" if detections is None else
+                     f"no detection scoring at least {min_score:g}")
+                for f in files.values() if images / f not in seen]
     if not items:
-        raise ValueError(f"no person annotations with keypoints in {annotations}")
-    return _unique(items)
+        raise ValueError(f"no person annotations with keypoints in {annotations}" if detections is None else
+                         f"no person detection scoring at least {min_score:g} on {annotations}'s images in "
+                         f"{detections}")
+    return _unique(items, skipped)
+
+
+def _truths(people: list, sigmas: tuple[float, ...] | None) -> dict:
+    """Each annotated person's Truth, with the other annotated people of its image."""
+    def labels(a):
+        kp = [float(v) for v in a["keypoints"]]
+        return tuple(tuple(kp[j:j + 3]) for j in range(0, len(kp), 3))
+
+    def area(a, box):   # CrowdPose stores no area: its OKS scale is 0.53 x the box area, as in `eval`
+        return float(a["area"]) if "area" in a else 0.53 * box[2] * box[3]
+    facts = {a["id"]: (i, labels(a), area(a, box), box) for i, a, box in people}
+    # another person's box only counts without OKS sigmas (PCK's scale): with them, a neighbour's changed box
+    # changes nothing of this person
+    return {ann: Truth(ann, kp, ar, box, sigmas, tuple((o, okp, oar, obox if sigmas is None else None)
+                                                       for o, (oi, okp, oar, obox) in facts.items()
+                                                       if oi == i and o != ann))
+            for ann, (i, kp, ar, box) in facts.items()}
+
+
+def _detection_items(path, min_score: float, files: dict, images: Path, people: list, truths: dict):
+    """The detections taken as people (matched to the annotated people by IoU), and the annotated people no
+    detection matched."""
+    from ..training.oks import read_detections
+    dets = read_detections(path)
+    kept, below, elsewhere = [], 0, 0
+    for n, d in enumerate(dets):
+        if d.get("category_id", 1) != 1:
+            continue
+        if d["image_id"] not in files:
+            elsewhere += 1
+        elif d["score"] < min_score:
+            below += 1
+        else:
+            kept.append((n, d))
+    if below or elsewhere:
+        log.info(f"{path}: left out {below} person detection{'s' if below != 1 else ''} scoring below "
+                 f"{min_score:g}" + (f" and {elsewhere} on images the annotation file does not list"
+                                     if elsewhere else ""))
+    matched: dict = {}               # detection number -> annotation id
+    taken: set = set()
+    for n, d in sorted(kept, key=lambda nd: -nd[1]["score"]):
+        candidates = [(iou(d["bbox"], box), a["id"]) for i, a, box in people
+                      if i == d["image_id"] and a["id"] not in taken]
+        best = max(candidates, default=(0.0, None))
+        if best[0] >= 0.5:
+            matched[n] = best[1]
+            taken.add(best[1])
+    items = [Item(str(images / files[d["image_id"]]), f"det{n}", tuple(float(v) for v in d["bbox"]),
+                  truth=truths.get(matched.get(n)), score=float(d["score"])) for n, d in kept]
+    missed = [Skip(str(images / files[i]), f"ann{a['id']}", "no detection matched it (IoU >= 0.5)")
+              for i, a, _ in people if a["id"] not in taken]
+    return items, missed
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two boxes (x, y, w, h)."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _check_name(value, what: str) -> None:
@@ -115,7 +282,7 @@ def _read_boxes(path: str | Path) -> dict[str, list]:
     return out
 
 
-def _unique(items: list[Item]) -> list[Item]:
+def _unique(items: list[Item], skipped: list[Skip] = ()) -> Items:
     # two images with one stem (a.jpg, a.png) would write the same outputs: those keep their suffix
     count: dict[str, int] = {}
     for it in items:
@@ -123,11 +290,11 @@ def _unique(items: list[Item]) -> list[Item]:
     out, seen = [], set()
     for it in items:
         if count[it.key] > 1:
-            it = Item(it.image, it.person, it.bbox, name=f"{it.key}_{safe_name(Path(it.image).suffix.lstrip('.'))}")
+            it = replace(it, name=f"{it.key}_{safe_name(Path(it.image).suffix.lstrip('.'))}")
         if (it.image, it.person) not in seen:
             seen.add((it.image, it.person))
             out.append(it)
-    return out
+    return Items(out, skipped)
 
 
 def safe_name(text: str) -> str:

@@ -9,7 +9,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from .inputs import Item
+from .inputs import Item, Skip
 from .options import FigureOptions
 
 MANIFEST = "manifest.jsonl"
@@ -21,11 +21,19 @@ def output_name(item: Item, kind: str, options: FigureOptions) -> str:
 
 
 def person_rows(item: Item, kinds: list[str], options: FigureOptions, error: str | None = None) -> list[dict]:
-    """One manifest row per figure kind for `item`, marked failed until its figure is made."""
-    return [{"input": item.image, "person": item.person, "bbox": list(item.bbox) if item.bbox else None,
-             "figure": kind, "output": output_name(item, kind, options), "status": "failed",
-             "options": options.signature(kind), "keypoints": None, "error": error,
-             "timings": {}} for kind in kinds]
+    """One manifest row per figure kind for `item`, marked failed until its figure is made. `truth` is the
+    digest of its ground truth (None without); `accuracy` its OKS/PCK once predicted."""
+    return [{"input": item.image, "person": item.person, "label": item.label,
+             "bbox": list(item.bbox) if item.bbox else None, "figure": kind,
+             "output": output_name(item, kind, options), "status": "failed", "options": options.signature(kind),
+             "keypoints": None, "truth": item.truth.digest() if item.truth else None, "accuracy": None,
+             "error": error, "timings": {}} for kind in kinds]
+
+
+def skip_rows(skipped: Iterable[Skip]) -> list[dict]:
+    """One manifest row per image or annotation of the input that is not explained, with why."""
+    return [{"input": s.image, "person": s.person, "figure": None, "output": None, "status": "skipped",
+             "reason": s.reason} for s in skipped]
 
 
 def append_rows(path: Path, rows: list[dict], model: str, weights: str | None, checkpoint: str) -> None:
@@ -58,6 +66,8 @@ def read_manifest(path: str | Path) -> list[dict]:
 
 
 def _well_formed(row) -> bool:
+    if isinstance(row, dict) and row.get("status") == "skipped":     # an input not explained: no output
+        return all(isinstance(row.get(k), str) for k in ("input", "person", "reason"))
     fields = ("input", "person", "figure", "output")
     if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in fields):
         return False
@@ -71,23 +81,27 @@ def _well_formed(row) -> bool:
 
 
 def latest(rows: Iterable[dict]) -> dict[str, dict]:
-    """The last row of each output (a re-run appends; the newest row is the truth)."""
-    return {r["output"]: r for r in rows}
+    """The last row of each output (a re-run appends; the newest row is the truth); skipped rows left out."""
+    return {r["output"]: r for r in rows if r.get("output") is not None}
 
 
-def compacted(path: Path) -> list[dict]:
-    """The latest row per output, sorted by input, person and output."""
-    return sorted(latest(read_manifest(path)).values(), key=lambda r: (r["input"], r["person"], r["output"]))
+def compacted(path: Path, skipped: Iterable[Skip] = ()) -> list[dict]:
+    """The latest row per output, then this run's `skipped` inputs, sorted by input, person and output."""
+    return sorted([*latest(read_manifest(path)).values(), *skip_rows(skipped)],
+                  key=lambda r: (r["input"], r["person"], r["output"] or ""))
 
 
 def is_complete(row: dict | None, out_dir: Path, item: Item, signature: dict, model: str, checkpoint: str) -> bool:
-    """Whether an output needs no work: recorded ok for this very person (image and box) with these options,
+    """Whether an output needs no work: recorded ok for this very person (image, box, ground truth and the
+    label its figure is titled with) with these options,
     by this model with these very weights, and the file on disk is the one the row describes (its size
     and SHA-256). Anything else is redone."""
     if row is None or row.get("status") != "ok":
         return False
     if (row.get("input") != item.image or row.get("person") != item.person
-            or row.get("bbox") != (list(item.bbox) if item.bbox else None)):
+            or row.get("bbox") != (list(item.bbox) if item.bbox else None)
+            or row.get("truth") != (item.truth.digest() if item.truth else None)
+            or row.get("label", item.label) != item.label):
         return False
     if row.get("options") != signature or row.get("model") != model or row.get("checkpoint") != checkpoint:
         return False

@@ -27,6 +27,8 @@ class FigureOptions:
     flip: bool = True
     decode: str = "official"                      # keypoint decoding: official | guarded
     query: str = "official"                       # attention, layers: a keypoint's token, official | geometric
+    at: str = "pred"                              # attention, layers, occlusion: the keypoint's predicted or
+                                                  # ground-truth ("gt") position
     dpi: int = 120
     format: str = "png"
     replace: bool = False                         # --force: replace a figure even if tpexplain did not make it
@@ -34,6 +36,8 @@ class FigureOptions:
     def signature(self, kind: str) -> dict:
         """The options that determine `kind`'s output (stored in the manifest)."""
         common = {"flip": self.flip, "decode": self.decode, "dpi": self.dpi, "format": self.format}
+        if self.at != "pred":       # rows made before --at existed stay up to date for the default
+            common["at"] = self.at
         keypoints = self.keypoints if isinstance(self.keypoints, str) else list(self.keypoints)
         if kind == "attention":
             own = {"keypoints": keypoints, "layers": self.layers, "mode": self.mode,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -13,18 +12,15 @@ import numpy as np
 
 from ..api import PoseModel
 from ..io import check_annotation, read_coco, read_image
-from ..keypoints import COCO_KEYPOINTS, COCO_LONG_NAMES, MPII_KEYPOINTS, OKS_SIGMAS, PCK_ALPHA, name_key
+from ..keypoints import COCO_KEYPOINTS, COCO_LONG_NAMES, OKS_SIGMAS, PCK_ALPHA, name_key
 from ..progress import track
-from .oks import (CROWDPOSE_KEYPOINTS, CROWDPOSE_SIGMAS, IMAGE_THRE, OKS_THRE, clean_bbox, mirror_index, oks_nms,
-                  person_score)
+from .oks import (IMAGE_THRE, KNOWN_SETS, OKS_THRE, check_model_keypoints, clean_bbox, declared_keypoints,
+                  mirror_index, oks_nms, person_score, read_detections)
 
 log = logging.getLogger(__name__)
 
 # Keypoint sets with OKS sigmas, by their names as annotation files declare them.
-KNOWN_SIGMAS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
-    "COCO": (COCO_LONG_NAMES, OKS_SIGMAS),
-    "CrowdPose": (CROWDPOSE_KEYPOINTS, CROWDPOSE_SIGMAS),
-}
+KNOWN_SIGMAS = {name: (names, sigmas) for name, (names, sigmas) in KNOWN_SETS.items() if sigmas is not None}
 METRICS = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
 
 
@@ -97,29 +93,15 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
 def file_keypoints(coco, path: str | Path, pose_model: PoseModel) -> tuple[tuple[str, ...], np.ndarray]:
     """The keypoint names the file declares and their OKS sigmas; ValueError in one line when OKS AP cannot
     be computed for them or `pose_model` predicts other keypoints."""
-    cats = [c for c in coco.dataset.get("categories", []) if c.get("id") == 1] or coco.dataset.get("categories", [])
-    names = tuple(cats[0].get("keypoints") or ()) if cats else ()
-    if not names:   # no names declared: go by the length of the first keypoint list
-        k = next((len(a["keypoints"]) // 3 for a in coco.dataset.get("annotations", []) if "keypoints" in a), 0)
-        names = next((n for n, _ in KNOWN_SIGMAS.values() if len(n) == k), tuple(f"keypoint {j}" for j in range(k)))
-    keys = [name_key(n) for n in names]
-    if keys == [name_key(n) for n in MPII_KEYPOINTS] or len(names) == 16:
+    names, set_name, sigmas = declared_keypoints(coco, path)
+    if set_name == "MPII":
         raise ValueError(f"{path} declares MPII's 16 keypoints: MPII is evaluated with PCKh officially, "
                          f"and OKS AP has no sigmas for it")
-    found = [(set_name, s) for set_name, (n, s) in KNOWN_SIGMAS.items() if [name_key(x) for x in n] == keys]
-    if not found:
+    if sigmas is None:
         raise ValueError(f"{path} declares {len(names)} keypoints ({', '.join(names[:3])}, ...): no OKS sigmas "
                          f"are known for them (COCO's 17 and CrowdPose's 14 are)")
-    set_name, sigmas = found[0]
-    model = [name_key(n) for n in pose_model.keypoint_names]
-    if len(model) != len(keys):
-        raise ValueError(f"{path} declares {len(keys)} keypoints ({set_name}) but {pose_model.name} predicts "
-                         f"{len(model)}: OKS AP needs the model's keypoints to be the file's")
-    if model != keys:
-        j = next(j for j in range(len(keys)) if model[j] != keys[j])
-        raise ValueError(f"{path} lists keypoint {j} as {names[j]} but {pose_model.name} predicts "
-                         f"{pose_model.keypoint_names[j]} there")
-    return tuple(names), np.array(sigmas)
+    check_model_keypoints(names, set_name, path, tuple(pose_model.keypoint_names), pose_model.name)
+    return names, sigmas
 
 
 def labelled_people(coco) -> dict[int, list[tuple[list[float], float, dict]]]:
@@ -146,14 +128,7 @@ def detected_people(coco, detections: str | Path) -> dict[int, list[tuple[list[f
     As the official validation: category 1 with score >= 0.0, boxes as they are (not clipped). Detections
     on images the annotation file does not list are counted in a warning and left out.
     """
-    try:
-        dets = json.loads(Path(detections).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read detections {detections}: {e}") from None
-    if not isinstance(dets, list) or not all(isinstance(d, dict) and {"image_id", "bbox", "score"} <= d.keys()
-                                             for d in dets):
-        raise ValueError(f"{detections} is not a COCO detection-results list "
-                         f"(image_id, category_id, bbox, score per entry)")
+    dets = read_detections(detections)
     people, unknown = defaultdict(list), 0
     for d in dets:
         if d.get("category_id", 1) != 1 or d["score"] < IMAGE_THRE:
