@@ -36,16 +36,19 @@ def _write(path, data):
 
 
 def test_clean_bbox_as_the_official_loader():
-    # inside the image: one pixel narrower and shorter (the far corner is x + w - 1)
-    assert clean_bbox([10, 20, 100, 50], 640, 480) == [10, 20, 99, 49]
-    # past the right and bottom edges: cut at the last pixel
-    assert clean_bbox([600, 450, 100, 50], 640, 480) == [600, 450, 39, 29]
-    # off the left and top edges: the corner moves to 0 and the size is kept (the official quirk)
-    assert clean_bbox([-30, -10, 100, 50], 640, 480) == [0, 0, 99, 49]
-    # wholly right of or below the image: dropped; a 1-pixel box is kept as a point
-    assert clean_bbox([700, 20, 50, 50], 640, 480) is None
+    # TransPose/TokenPose (DarkPose-derived loader): the far corner is x + w - 1, the size x2 - x1 + 1
+    assert clean_bbox([10, 20, 100, 50], 640, 480) == [10, 20, 100, 50]       # inside the image: unchanged
+    assert clean_bbox([600, 450, 100, 50], 640, 480) == [600, 450, 40, 30]    # cut at the last pixel
+    assert clean_bbox([-30, -10, 100, 50], 640, 480) == [0, 0, 100, 50]       # corner to 0, size kept
+    assert clean_bbox([700, 20, 50, 50], 640, 480) is None                     # wholly right of / below
     assert clean_bbox([20, 500, 50, 50], 640, 480) is None
-    assert clean_bbox([5, 5, 1, 1], 640, 480) == [5, 5, 0, 0]
+    assert clean_bbox([5, 5, 1, 1], 640, 480) == [5, 5, 1, 1]
+    # ViTPose (mmpose 0.x): the size x2 - x1, one pixel narrower and shorter; a 1-pixel box is dropped
+    assert clean_bbox([10, 20, 100, 50], 640, 480, udp=True) == [10, 20, 99, 49]
+    assert clean_bbox([600, 450, 100, 50], 640, 480, udp=True) == [600, 450, 39, 29]
+    assert clean_bbox([-30, -10, 100, 50], 640, 480, udp=True) == [0, 0, 99, 49]
+    assert clean_bbox([700, 20, 50, 50], 640, 480, udp=True) is None
+    assert clean_bbox([5, 5, 1, 1], 640, 480, udp=True) is None
 
 
 def test_person_score_as_the_official_rescoring():

@@ -159,19 +159,21 @@ def gaussian_targets(joints: np.ndarray, heatmap_size: tuple[int, int], sigma: f
     return target, weight
 
 
-def clean_bbox(bbox: list[float], width: float, height: float) -> list[float] | None:
-    """A ground-truth box (x, y, w, h) as the official COCO loader cleans it; None when it drops the box.
+def clean_bbox(bbox: list[float], width: float, height: float, udp: bool = False) -> list[float] | None:
+    """A ground-truth box (x, y, w, h) as the family's official COCO loader cleans it; None when it drops it.
 
-    As the official code: the corner is clamped to the image, the far corner is the clamped corner plus
-    (w - 1, h - 1) clamped to the last pixel, so a box is one pixel narrower and shorter than stored and a box
-    hanging off the left or top edge keeps its size (shifted), not its far edge. A box is dropped when
-    the far corner ends before the near one (the box lies wholly right of or below the image).
-    The caller also drops annotations whose `area` is not positive, as the official loader does.
+    Both clamp the corner to the image and take the far corner (x2, y2) as the clamped corner plus
+    (w - 1, h - 1), clamped to the last pixel, so a box hanging off the left or top edge keeps its size
+    (shifted), not its far edge. Then TransPose's and TokenPose's loader (DarkPose-derived) keeps
+    [x1, y1, x2 - x1 + 1, y2 - y1 + 1]: the stored size inside the image, cut at the image's edge; it drops
+    the box when x2 < x1 or y2 < y1 (wholly right of or below the image). ViTPose's (mmpose 0.x, `udp`)
+    keeps [x1, y1, x2 - x1, y2 - y1], one pixel narrower and shorter, and also drops a box of one pixel
+    (x2 <= x1 or y2 <= y1). The caller also drops annotations whose `area` is not positive, as both do.
     """
     x, y, w, h = (float(v) for v in bbox[:4])
     x1, y1 = max(0.0, x), max(0.0, y)
     x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
     y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
-    if x2 < x1 or y2 < y1:
-        return None
-    return [x1, y1, x2 - x1, y2 - y1]
+    if udp:
+        return [x1, y1, x2 - x1, y2 - y1] if x2 > x1 and y2 > y1 else None
+    return [x1, y1, x2 - x1 + 1.0, y2 - y1 + 1.0] if x2 >= x1 and y2 >= y1 else None

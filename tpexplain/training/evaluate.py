@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..api import PoseModel
+from ..inference import uses_udp
 from ..io import check_annotation, read_coco, read_image
 from ..keypoints import COCO_KEYPOINTS, COCO_LONG_NAMES, OKS_SIGMAS, PCK_ALPHA, name_key
 from ..progress import track
@@ -44,7 +45,7 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
         check_annotation(a, str(annotations))     # finite numbers in range, before any geometry
         if "area" not in a and "bbox" in a:    # CrowdPose stores no area; its OKS scale is 0.53 x box area
             a["area"] = 0.53 * a["bbox"][2] * a["bbox"][3]
-    people = detected_people(coco, detections) if detections else labelled_people(coco)
+    people = detected_people(coco, detections) if detections else labelled_people(coco, uses_udp(pose_model.model))
 
     results, skipped, hits, per_kp = [], [], {1: [], 2: []}, []
     for image_id in track(sorted(people), "eval", "images", enabled=progress):
@@ -104,7 +105,7 @@ def file_keypoints(coco, path: str | Path, pose_model: PoseModel) -> tuple[tuple
     return names, sigmas
 
 
-def labelled_people(coco) -> dict[int, list[tuple[list[float], float, dict]]]:
+def labelled_people(coco, udp: bool = False) -> dict[int, list[tuple[list[float], float, dict]]]:
     """Per image, the labelled people as the official loader keeps them: (clean box, score 1, annotation).
 
     Crowd annotations, boxes `clean_bbox` drops, annotations of zero area and annotations whose keypoints
@@ -114,7 +115,7 @@ def labelled_people(coco) -> dict[int, list[tuple[list[float], float, dict]]]:
     for image_id in coco.getImgIds():
         info = coco.imgs[image_id]
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
-            box = clean_bbox(ann["bbox"], info["width"], info["height"])
+            box = clean_bbox(ann["bbox"], info["width"], info["height"], udp)   # udp: ViTPose's loader
             if (box is None or ann.get("area", 0) <= 0 or ann.get("category_id") != 1
                     or max(ann.get("keypoints") or [0]) == 0):
                 continue
