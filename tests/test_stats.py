@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from tpexplain.analysis.stats import pearson, rankdata, sign_test, spearman
+from tpexplain.analysis.stats import (bootstrap_weights, pearson, percentile_interval, rankdata, sign_test, spearman,
+                                     weighted_mean, weighted_median)
 
 
 def samples():
@@ -84,6 +85,41 @@ def test_sign_test_drops_zeros_missing_and_non_finite():
     assert sign_test([-1, 0, None, float("nan"), float("inf"), 1]) == (1, 2, 0.75)
     neg, n, p = sign_test([])
     assert (neg, n) == (0, 0) and math.isnan(p)
+
+
+def test_bootstrap_weights_are_seeded_resamples():
+    w = bootstrap_weights(7, 500, seed=3)
+    assert w.shape == (500, 7) and (w.sum(1) == 7).all() and (w >= 0).all()
+    assert (bootstrap_weights(7, 500, seed=3) == w).all() and not (bootstrap_weights(7, 500, seed=4) == w).all()
+    assert abs(w.mean() - 1) < 0.05                       # each case drawn once per resample on average
+    with pytest.raises(ValueError):
+        bootstrap_weights(0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 31])
+def test_weighted_mean_and_median_with_unit_weights_are_the_plain_ones(n):
+    x = np.random.default_rng(n).standard_normal(n)
+    one = np.ones((1, n))
+    assert weighted_median(one, x)[0] == pytest.approx(np.median(x), abs=1e-12)
+    assert weighted_mean(one, x)[0] == pytest.approx(x.mean(), abs=1e-12)
+
+
+def test_weighted_statistics_equal_the_repeated_sample():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(9)
+    w = bootstrap_weights(9, 50, seed=2)
+    for row, m, med in zip(w, weighted_mean(w, x), weighted_median(w, x)):
+        repeated = np.repeat(x, row)
+        assert m == pytest.approx(repeated.mean()) and med == pytest.approx(np.median(repeated))
+    assert np.isnan(weighted_mean(np.zeros((1, 9)), x)[0]) and np.isnan(weighted_median(np.zeros((1, 9)), x)[0])
+
+
+def test_percentile_interval_contains_the_estimate():
+    s = np.random.default_rng(0).standard_normal(1000)
+    lo, hi = percentile_interval(s, 0.0)
+    assert lo == pytest.approx(np.percentile(s, 2.5)) and hi == pytest.approx(np.percentile(s, 97.5))
+    assert percentile_interval(s, 5.0) == (lo, 5.0)                   # widened, never narrowed
+    assert all(np.isnan(percentile_interval([np.nan], 1.0)))
 
 
 def test_the_package_does_not_import_scipy():

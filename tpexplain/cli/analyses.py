@@ -173,39 +173,53 @@ def _command_line() -> str | None:
 
 
 @click.command()
-@click.option("--coco", default=None, help="COCO person-keypoints annotation file.")
+@click.option("--coco", default=None, help="COCO person-keypoints annotation file (keypoints matched to the model's "
+              "by name: CrowdPose's 14 use the 12 COCO joints among them).")
 @click.option("--images", default=None, help="Folder of the annotated images (with --coco).")
+@click.option("--detections", default=None, metavar="DETS.json",
+              help="COCO detection results: crop each annotated person with the best detection (score >= 0.5) "
+                   "overlapping its box by IoU >= 0.5, as the official pipelines do (with --coco).")
 @click.option("--synthetic", type=click.IntRange(min=1), default=None, metavar="N",
               help="Generate N images of synthetic people instead (tpexplain.training.synth).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic images and of the "
-              "randomisation test.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic images, the random "
+              "baselines (seed + 1) and the bootstrap.")
 @click.option("--out", required=True, help="Report folder: new, empty, or an earlier findings report (replaced).")
 @click.option("--max-people", type=click.IntRange(min=1), default=200, show_default=True,
               help="Analyse at most this many people (in file order).")
 @click.option("--occlusion-people", type=click.IntRange(min=0), default=20, show_default=True,
-              help="People for the costly occlusion and randomisation parts (0: skip them); about 10 s "
-                   "each for the default model, minutes each for TP-H models.")
+              help="People for the costly occlusion parts (0: skip them); about 10 s each for the default "
+                   "model and each of its two baselines, minutes each for TP-H models.")
+@click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap resamples over people for every interval.")
 @model_options
-def findings(coco, images, synthetic, seed, out, model_name, weights, max_people, occlusion_people, flip, decode):
-    """Measure the TransPose paper's claims over many people: OUT/report.md, report.html, figures/, findings.json."""
+def findings(coco, images, detections, synthetic, seed, out, max_people, occlusion_people, resamples, model_name,
+             weights, flip, decode):
+    """Measure the TransPose paper's claims over many people, against random-weight baselines, with bootstrap
+    intervals: OUT/report.md, report.html, figures/, findings.json."""
     from ..analysis.findings import check_report_dir, read_people, synthetic_findings
     from ..analysis.findings import findings as run
     from ..api import load
-    if synthetic is not None and (coco or images):
-        raise click.UsageError("give --coco ANN --images DIR or --synthetic N, not both")
+    from ..zoo import keypoint_names
+    if synthetic is not None and (coco or images or detections):
+        raise click.UsageError("give --coco ANN --images DIR [--detections DETS.json] or --synthetic N, not both")
     if synthetic is None and (not coco or not images):
         raise click.UsageError("give --coco ANN --images DIR (both) or --synthetic N")
     if synthetic is None:
-        read_people(coco, images, 1)          # a missing file or a bad annotation file fails before loading
+        # a missing file, a bad annotation file or a keypoint set sharing no joint fails before loading
+        read_people(coco, images, 1, keypoint_names(model_name))
+        if detections:
+            from ..analysis.findings.people import read_detections
+            read_detections(detections)
     check_report_dir(out)
     pm = load(model_name, weights, decode=decode)
     kwargs = {"max_people": max_people, "occlusion_people": occlusion_people, "flip": flip, "seed": seed,
-              "command": _command_line()}
+              "command": _command_line(), "resamples": resamples}
     if synthetic is not None:
         result = synthetic_findings(pm, synthetic, out, **kwargs)
     else:
-        result = run(pm, coco, images, out, **kwargs)
+        result = run(pm, coco, images, out, detections=detections, **kwargs)
     for c in result.claims:
         value = "n/a" if c.value is None or c.value != c.value else f"{c.value:.3g}"
-        log.info(f"{c.id:<36} {value:>8}  {c.verdict}")
+        interval = "" if c.interval[0] != c.interval[0] else f" [{c.interval[0]:.3g}, {c.interval[1]:.3g}]"
+        log.info(f"{c.id:<36} {value:>8}{interval:<18}  {c.verdict}")
     click.echo(str(Path(out) / "report.md"))

@@ -11,9 +11,27 @@ from ... import figures as tpfigures
 from ...explanation import Explanation
 from ...keypoints import COCO_KEYPOINTS, PCK_ALPHA
 from ..regions import REGIONS
-from .claims import (AGREEMENT_RHO_MIN, CONCENTRATION_MIN, OCCLUDED_PCK_MIN, PCK_MIN, SPECIFIC_R_MAX, SRI_MIN, Claim,
-                     finite_mean, finite_median, region_table)
-from .measure import Measurements
+from .claims import Claim, map_statistics
+from .criteria import AGREEMENT_RHO_MIN, CONCENTRATION_MIN, OCCLUDED_PCK_MIN, PCK_MIN, SPECIFIC_R_MAX, SRI_MIN
+from .measure import THUMB
+
+
+def finite_mean(xs) -> float:
+    """Mean of the finite values (None and nan left out); nan when there are none."""
+    xs = [x for x in xs if x is not None and np.isfinite(x)]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def finite_median(xs) -> float:
+    """Median of the finite values (None and nan left out); nan when there are none."""
+    xs = [x for x in xs if x is not None and np.isfinite(x)]
+    return float(np.median(xs)) if xs else float("nan")
+
+
+def region_table(q: list[dict]) -> dict:
+    """Per keypoint type, the mean share of the last layer's dependency on each body region."""
+    return {COCO_KEYPOINTS[k]: {r: finite_mean([x["masses"][r] for x in q if x["k"] == k]) for r in REGIONS}
+            for k in range(17)}
 
 def _bar_line(ax, threshold: float, label: str) -> None:
     ax.axhline(threshold, color="black", ls="--", lw=0.8, label=label)
@@ -44,8 +62,9 @@ def fig_person(q: list[dict], ex: Explanation | None):
     axes[0].axvline(finite_median(c), color="#cc3311", lw=1.2, label=f"median {finite_median(c):.2f}")
     axes[0].set_xlabel("concentration on the person (0 = uniform, 1 = all on the person)", fontsize=8)
     axes[0].legend(fontsize=7)
-    if ex is not None:
-        ex.dependency("nose" if ex.keypoints[0, 2] > 0 else 0).plot(axes[1], colorbar=False)
+    labelled = [] if ex is None or ex.ground_truth is None else np.flatnonzero(ex.ground_truth[:, 2] > 0)
+    if len(labelled):
+        ex.dependency(int(labelled[0]), at="gt").plot(axes[1], colorbar=False)
     else:
         axes[1].set_axis_off()
     return fig
@@ -68,13 +87,14 @@ def fig_regions(q: list[dict]):
     return fig
 
 
-def fig_symmetric(claim: Claim):
+def fig_symmetric(by_type: dict):
     """Mirror-joint and neighbour reliance index by keypoint type (claim 2b)."""
-    sri, adj = claim.details["symmetric_reliance_index"], claim.details["adjacent_reliance_index"]
     fig, ax = plt.subplots(figsize=(8, 3))
     x = np.arange(17)
-    ax.bar(x - 0.2, [sri.get(n, np.nan) for n in COCO_KEYPOINTS], 0.4, label="mirror joint", color="#ee7733")
-    ax.bar(x + 0.2, [adj.get(n, np.nan) for n in COCO_KEYPOINTS], 0.4, label="neighbours", color="#009988")
+    ax.bar(x - 0.2, [by_type[n]["mirror_reliance"] for n in COCO_KEYPOINTS], 0.4, label="mirror joint",
+           color="#ee7733")
+    ax.bar(x + 0.2, [by_type[n]["neighbour_reliance"] for n in COCO_KEYPOINTS], 0.4, label="neighbours",
+           color="#009988")
     _bar_line(ax, 1.0, "distance alone = 1")
     ax.axhline(SRI_MIN, color="#cc3311", ls=":", lw=0.8, label=f"criterion {SRI_MIN:g}")
     ax.set_xticks(x, COCO_KEYPOINTS, rotation=45, ha="right", fontsize=7)
@@ -125,13 +145,24 @@ def fig_occlusion(q: list[dict], studies: list[dict]):
     return fig
 
 
-def fig_mean_maps(m: Measurements, stats: dict, input_size: tuple[int, int]):
+def fig_mean_maps(records: list[dict]):
     """Mean map per keypoint type on the mean crop, and map-to-mean correlations (claims 5a, 5b)."""
     fig, axes = plt.subplots(3, 7, figsize=(12, 7.4))
     cells = axes.reshape(-1)
-    n = len(m.analysed)
-    background = (m.crop_sum / max(n, 1)).clip(0, 255).astype(np.uint8) if m.crop_sum is not None else None
-    h, w = input_size
+    done = [r for r in records if "maps" in r]
+    h, w = done[0]["input_size"] if done else (256, 192)
+    grid = done[0]["grid"] if done else (1, 1)
+    maps = {}
+    points: dict[int, list] = {}
+    for i, r in enumerate(done):
+        for k, m in r["maps"].items():
+            maps.setdefault(int(k), {})[i] = np.asarray(m, np.float32).reshape(grid)
+            points.setdefault(int(k), []).append(r["query_crop"][k])
+    stats = map_statistics(maps)
+    background = None
+    if done:
+        thumbs = np.mean([np.asarray(r["thumb"], np.float64) for r in done], axis=0)
+        background = cv2.resize(thumbs.clip(0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
     for k in range(17):
         ax = cells[k]
         ax.set_axis_off()
@@ -140,7 +171,7 @@ def fig_mean_maps(m: Measurements, stats: dict, input_size: tuple[int, int]):
             continue
         mean = stats["sums"][k] / stats["counts"][k]
         up = cv2.resize(mean.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        q = np.mean(m.query_crop[k], axis=0)
+        q = np.mean(points[k], axis=0)
         tpfigures.overlay(ax, background, up, (q[0], q[1]), colorbar=False,
                           title=f"{COCO_KEYPOINTS[k]} · n={stats['counts'][k]}\n"
                                 f"spread {finite_mean(stats['spread'][k]):.2f}")
@@ -175,7 +206,37 @@ def fig_agreement(rhos: list[dict]):
     return fig
 
 
-def save(fig, path: Path, dpi: int = 90) -> None:
+def fig_baselines(claims: list[Claim]):
+    """Each claim's statistic with its interval on the model and on the two baselines, beside the criterion."""
+    n = len(claims)
+    cols = 4
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 2.3 * rows), squeeze=False)
+    for ax, c in zip(axes.flat, claims):
+        entries = [("model", c.value, c.interval)] + [(name, b.value, (b.low, b.high))
+                                                      for name, b in c.baselines.items()]
+        for y, (name, value, (lo, hi)) in enumerate(entries):
+            if value is None or not np.isfinite(value):
+                continue
+            color = "#cc3311" if name == "model" else "#777777"
+            ax.plot([lo, hi], [y, y], color=color, lw=2)
+            ax.plot([value], [y], "o", color=color, ms=5)
+        if c.threshold is not None:
+            ax.axvline(c.threshold, color="black", ls="--", lw=0.8)
+        ax.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize=8)
+        ax.set_ylim(-0.6, len(entries) - 0.4)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_title(f"{c.id}\n{c.verdict}", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_axis_off()
+    fig.suptitle("statistic and 95% bootstrap interval: model (red) and null baselines (grey); dashed: criterion",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path: Path, dpi: int = 100) -> None:
     """Write `fig` as a PNG and close it."""
     tpfigures.save_figure(fig, path, dpi=dpi)
 

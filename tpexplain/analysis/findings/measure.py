@@ -1,80 +1,88 @@
-"""Per-person measurements behind the findings: each labelled keypoint's dependency map, its regions and layers,
-plus hidden-keypoint studies and attention-vs-occlusion agreement on a subset."""
+"""Measuring one person for the findings: `measure_person(pose_model, person, options)` → a JSON-able dict.
+
+It is a pure function of its arguments (it reads the person's image itself and touches no global state), and
+it and its arguments pickle, so the people of a report can be measured in any order, in other processes or on
+a cluster; the report aggregates the list and gives the same numbers however the list was produced.
+
+Keypoint claims are measured at the GROUND-TRUTH joint (the token TransPose's rule gives the labelled joint),
+with each query marked correct or wrong by the prediction's PCK distance; hidden-joint studies hide the
+ground-truth joint. Body regions are drawn around the ground-truth joints where labelled.
+"""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ...api import PoseModel
 from ...explanation import Explanation
-from ...keypoints import COCO_KEYPOINTS, PCK_ALPHA
+from ...io import read_image
+from ...keypoints import PCK_ALPHA
 from ...progress import one_line
 from ...transforms import apply_affine
-from ..depth import layer_metrics, token_centers
-from ..occlusion import occlusion_study
+from ..depth import attention_entropy, default_radius, mean_attention_distance, person_size, token_centers
+from ..hiding import hide
 from ..regions import REGIONS, region_masks
 from ..sanity import attention_occlusion_agreement
-from .claims import BODY_CUES, LIMB_JOINTS
-from .people import Person, load_image
+from .people import Person
+
+LIMB_JOINTS = (7, 8, 9, 10, 13, 14, 15, 16)   # COCO elbows, wrists, knees, ankles
+BODY_CUES = ("symmetric", "adjacent", "head", "person")
+THUMB = 4                                     # crops are kept at 1/4 size for the mean-crop figure
 
 
-@dataclass
-class Measurements:
-    """What the claims are computed from, gathered person by person."""
+@dataclass(frozen=True)
+class MeasureOptions:
+    """How one person is measured. `occlusion` adds the costly parts (hidden joints, agreement with occlusion
+    sensitivity); `index` is the person's position in the set (it rotates which limb joints are hidden)."""
 
-    queries: list[dict] = field(default_factory=list)           # one per (person, labelled keypoint)
-    maps: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)   # k → person → last-layer map
-    query_crop: dict[int, list] = field(default_factory=dict)   # k → predicted crop points
-    crop_sum: np.ndarray | None = None
-    analysed: list[int] = field(default_factory=list)           # indices into people
-    skipped: list[dict] = field(default_factory=list)
-    example: Explanation | None = None
-    num_layers: int = 0
+    flip: bool = True
+    occlusion: bool = False
+    index: int = 0
+    window: int = 32
+    stride: int = 16
+    hidden_per_person: int = 2
 
 
-def measure_people(pose_model: PoseModel, people: list[Person], flip: bool, cache: dict,
-                   step: Callable[[int], None]) -> Measurements:
-    """Explain and measure every person; one that fails is recorded as skipped. `step(i)` after person i."""
-    m = Measurements()
-    for i, person in enumerate(people):
+def person_tasks(people: list[Person], flip: bool = True, occlusion_people: int = 20, window: int = 32,
+                 stride: int = 16) -> list[tuple[Person, MeasureOptions]]:
+    """(person, options) for each person of the set: the first `occlusion_people` also get the occlusion parts."""
+    return [(p, MeasureOptions(flip, i < occlusion_people, i, window, stride)) for i, p in enumerate(people)]
+
+
+def measure_person(pose_model: PoseModel, person: Person, options: MeasureOptions) -> dict:
+    """Every measurement the claims need for one person, as a JSON-able dict (floats, lists, dicts).
+
+    Keys: person (where it is), index, num_layers, queries (one row per labelled keypoint), maps (keypoint
+    index → the last layer's dependency map at the ground-truth joint, normalised, row-major floats),
+    query_crop, thumb (the crop at 1/4 size), and with `options.occlusion`: hidden, agreement. A person that
+    cannot be measured gets `skipped` (the reason, one line) instead; a failing occlusion part,
+    `occlusion_skipped`."""
+    out: dict = {"person": {"image": str(person.image), "image_id": person.image_id,
+                            "annotation_id": person.annotation_id, "bbox": [float(v) for v in person.bbox],
+                            "box_source": person.box_source},
+                 "index": options.index}
+    try:
+        image = read_image(person.image)
+        ex = pose_model.explain(image, bbox=person.bbox, flip=options.flip)
+        ex.ground_truth = np.asarray(person.keypoints, np.float64)
+        out.update(_queries(ex, person))
+    except Exception as exc:  # one bad image or person must not stop the report
+        out["skipped"] = one_line(exc)
+        return out
+    if options.occlusion:
         try:
-            ex = pose_model.explain(load_image(person.image, cache), bbox=person.bbox, flip=flip)
-            measure_person(ex, person, i, m)
-            m.analysed.append(i)
-            if m.example is None:
-                m.example = ex
-        except Exception as exc:  # one bad image or person must not stop the report
-            m.skipped.append({"image": str(person.image), "annotation_id": person.annotation_id,
-                              "reason": one_line(exc)})
-        step(i)
-    return m
-
-
-def measure_occlusion(pose_model: PoseModel, people: list[Person], m: Measurements, subset: list[int], flip: bool,
-                      window: int, stride: int, cache: dict, step: Callable[[int], None]
-                      ) -> tuple[list[dict], list[dict], int]:
-    """(hidden-keypoint studies, agreement rows, keypoints asked to hide) over the people `subset`; a person
-    that fails is added to `m.skipped`. `step(n)` after the subset's n-th person."""
-    studies, rhos, asked = [], [], 0
-    for n, i in enumerate(subset):
-        person = people[i]
-        image = load_image(person.image, cache)
-        try:
-            s, a = hidden_studies(pose_model, image, person, n, flip)
-            studies += s
-            asked += a
-            rhos += agreement(pose_model, image, person, window, stride)
+            hidden = hidden_studies(pose_model, image, ex, person, options)
+            rows = agreement(pose_model, image, person, options.window, options.stride)
+            out["hidden"], out["agreement"] = hidden, rows
         except Exception as exc:
-            m.skipped.append({"image": str(person.image), "annotation_id": person.annotation_id,
-                              "reason": f"occlusion: {one_line(exc)}"})
-        step(n)
-    return studies, rhos, asked
+            out["occlusion_skipped"] = one_line(exc)
+    return jsonable(out)
 
 
-def _gt_explanation(ex: Explanation, gt: np.ndarray) -> Explanation:
+def gt_explanation(ex: Explanation, gt: np.ndarray) -> Explanation:
     """`ex` with its pose replaced by the ground truth where labelled (regions only; the maps stay)."""
     labelled = gt[:, 2] > 0
     crop = np.where(labelled[:, None], apply_affine(gt[:, :2], ex.crop.to_crop), ex.keypoints_crop)
@@ -83,51 +91,56 @@ def _gt_explanation(ex: Explanation, gt: np.ndarray) -> Explanation:
     return dataclasses.replace(ex, keypoints=image, keypoints_crop=crop.astype(np.float32))
 
 
-def _share(v: np.ndarray, mask: np.ndarray) -> float:
-    return float(v[mask].sum())
+def _normalised(values: np.ndarray) -> np.ndarray:
+    v = np.clip(np.asarray(values, np.float64), 0, None)
+    return v / v.sum() if v.sum() > 0 else np.full(v.shape, 1.0 / v.size)
 
 
-def measure_person(ex: Explanation, person: Person, index: int, m: Measurements) -> None:
-    """Add one query row per labelled keypoint of `person` (explained as `ex`) to `m`."""
+def _queries(ex: Explanation, person: Person) -> dict:
     gt = person.keypoints
     size = max(person.bbox[2], person.bbox[3])
     dist = np.hypot(*(ex.keypoints[:, :2] - gt[:, :2]).T)
-    ex_gt = _gt_explanation(ex, gt)
+    ex_gt = gt_explanation(ex, gt)
+    nose = region_masks(ex_gt, 0)
     # the head area is the union of the discs around the head joints; for the nose, regions.py splits
     # exactly that union into own (nose), adjacent (eyes) and head (ears)
-    nose = region_masks(ex_gt, 0)
     head_mask = nose["own"] | nose["adjacent"] | nose["head"]
     centres = token_centers(ex.layout)
     bin_px = float(max(ex.layout.stride))
+    body = person_size(ex)
+    rows, maps, points = [], {}, {}
     for k in np.flatnonzero(gt[:, 2] > 0):
         k = int(k)
-        v = np.clip(ex.dependency(k).values.astype(np.float64), 0, None)
-        v = v / v.sum() if v.sum() > 0 else np.full(v.shape, 1.0 / v.size)
+        last = ex.dependency(k, at="gt")
+        v = _normalised(last.values)
+        query = last.query_crop
         masks = region_masks(ex_gt, k)
-        masses = {r: _share(v, masks[r]) for r in REGIONS}
+        masses = {r: float(v[masks[r]].sum()) for r in REGIONS}
         areas = {r: float(masks[r].mean()) for r in REGIONS}
-        rows = layer_metrics(ex, k)
         person_mass, person_area = 1 - masses["background"], 1 - areas["background"]
-        query = ex.keypoints_crop[k]
         sym = distance_matched(v, query, centres, masks["symmetric"], masks["own"] | masks["symmetric"], bin_px)
         adj = distance_matched(v, query, centres, masks["adjacent"],
                                masks["own"] | masks["symmetric"] | masks["adjacent"], bin_px)
-        m.queries.append({
-            "person": index, "image_id": person.image_id, "annotation_id": person.annotation_id,
-            "keypoint": COCO_KEYPOINTS[k], "k": k, "v": int(gt[k, 2]),
+        entropy, distance = [], []
+        for layer in range(ex.num_layers):
+            m = last if layer == ex.num_layers - 1 else ex.dependency(k, layer=layer, at="gt")
+            entropy.append(attention_entropy(m.values))
+            distance.append(mean_attention_distance(m.values, ex.layout, query))
+        rows.append({
+            "k": k, "keypoint": ex.keypoint_names[k], "v": int(gt[k, 2]),
             "error_norm": float(dist[k] / size), "hit": bool(dist[k] <= PCK_ALPHA * size),
             "masses": masses, "areas": areas,
-            "head_share": _share(v, head_mask), "head_area": float(head_mask.mean()),
+            "head_share": float(v[head_mask].sum()), "head_area": float(head_mask.mean()),
             "symmetric_observed": sym[0], "symmetric_expected": sym[1],
             "adjacent_observed": adj[0], "adjacent_expected": adj[1],
             "concentration": (person_mass - person_area) / (1 - person_area) if person_area < 1 else None,
-            "entropy": [r["entropy"] for r in rows], "distance_body": [r["distance_body"] for r in rows],
-            "distance_px": [r["distance_px"] for r in rows]})
-        m.maps.setdefault(k, {})[index] = v.astype(np.float32)
-        m.query_crop.setdefault(k, []).append(tuple(float(c) for c in ex.keypoints_crop[k]))
-    crop = ex.crop_image.astype(np.float64)
-    m.crop_sum = crop if m.crop_sum is None else m.crop_sum + crop
-    m.num_layers = ex.num_layers
+            "entropy": entropy, "distance_px": distance, "distance_body": [d / body for d in distance]})
+        maps[str(k)] = v.astype(np.float32).reshape(-1).tolist()
+        points[str(k)] = [float(query[0]), float(query[1])]
+    h, w = ex.input_size
+    thumb = cv2.resize(ex.crop_image, (w // THUMB, h // THUMB), interpolation=cv2.INTER_AREA)
+    return {"num_layers": ex.num_layers, "grid": list(ex.layout.grid), "input_size": [h, w], "queries": rows,
+            "maps": maps, "query_crop": points, "thumb": thumb.tolist()}
 
 
 def distance_matched(v: np.ndarray, query, centres: np.ndarray, target: np.ndarray, exclude: np.ndarray,
@@ -146,29 +159,68 @@ def distance_matched(v: np.ndarray, query, centres: np.ndarray, target: np.ndarr
     return float(v[ok].sum()), float((sums[b[ok]] / counts[b[ok]]).sum())
 
 
-def hidden_studies(pose_model, image, person: Person, n: int, flip: bool, per_person: int = 2
-                   ) -> tuple[list[dict], int]:
-    """Hide up to `per_person` visible limb joints (rotating through the types so the set covers all)."""
+def gt_disc(ex: Explanation, gt_xy, radius_crop: float) -> np.ndarray:
+    """Image-space disc mask of `radius_crop` (crop pixels, mapped to image pixels) around a ground-truth joint."""
+    scale = float(np.sqrt(abs(np.linalg.det(ex.crop.from_crop[:, :2]))))
+    canvas = np.zeros(ex.image.shape[:2], np.uint8)
+    cv2.circle(canvas, (int(round(gt_xy[0])), int(round(gt_xy[1]))), max(int(round(radius_crop * scale)), 1), 1, -1)
+    return canvas.astype(bool)
+
+
+def hidden_studies(pose_model: PoseModel, image: np.ndarray, ex: Explanation, person: Person,
+                   options: MeasureOptions) -> list[dict]:
+    """Hide up to `options.hidden_per_person` visible limb joints at their GROUND-TRUTH position (a disc of the
+    regions' radius filled with the image's mean colour; joint types rotate with the person's index) and
+    compare the dependency at the ground-truth joint before and after, by region of the ground-truth pose."""
     gt = person.keypoints
-    visible = [k for k in LIMB_JOINTS if gt[k, 2] == 2]
-    start = (2 * n) % len(LIMB_JOINTS)
-    order = sorted(visible, key=lambda k: (LIMB_JOINTS.index(k) - start) % len(LIMB_JOINTS))[:per_person]
+    visible = [k for k in LIMB_JOINTS if k < len(gt) and gt[k, 2] == 2]
+    start = (2 * options.index) % len(LIMB_JOINTS)
+    order = sorted(visible, key=lambda k: (LIMB_JOINTS.index(k) - start) % len(LIMB_JOINTS))
     size = max(person.bbox[2], person.bbox[3])
+    ex_gt = gt_explanation(ex, gt)
     out = []
-    for k in order:
-        s = occlusion_study(pose_model, image, k, bbox=person.bbox, fill="mean", flip=flip)
-        shift = {r: s.masses_after[r] - s.masses_before[r] for r in REGIONS}
-        err = float(np.hypot(*(s.after.keypoints[k, :2] - gt[k, :2])))
-        out.append({"annotation_id": person.annotation_id, "keypoint": COCO_KEYPOINTS[k],
-                    "masses_before": s.masses_before, "masses_after": s.masses_after, "shift": shift,
-                    "cue_shift": sum(shift[r] for r in BODY_CUES),
-                    "displacement_norm": s.displacement_norm, "peak_drop": s.peak_drop,
-                    "found_after": bool(err <= PCK_ALPHA * size)})
-    return out, len(order)
+    for k in order[:options.hidden_per_person]:
+        mask = gt_disc(ex, gt[k, :2], default_radius(ex))
+        if not mask.any():
+            continue
+        after = pose_model.explain(hide(image, mask, "mean"), bbox=person.bbox, flip=options.flip)
+        after.ground_truth = ex.ground_truth
+        regions = region_masks(ex_gt, k)
+        before_v = _normalised(ex.dependency(k, at="gt").values)
+        after_v = _normalised(after.dependency(k, at="gt").values)
+        mb = {r: float(before_v[regions[r]].sum()) for r in REGIONS}
+        ma = {r: float(after_v[regions[r]].sum()) for r in REGIONS}
+        shift = {r: ma[r] - mb[r] for r in REGIONS}
+        out.append({"k": k, "keypoint": ex.keypoint_names[k], "masses_before": mb, "masses_after": ma,
+                    "shift": shift, "cue_shift": sum(shift[r] for r in BODY_CUES),
+                    "hit_before": bool(np.hypot(*(ex.keypoints[k, :2] - gt[k, :2])) <= PCK_ALPHA * size),
+                    "found_after": bool(np.hypot(*(after.keypoints[k, :2] - gt[k, :2])) <= PCK_ALPHA * size),
+                    "displacement_norm": float(np.hypot(*(after.keypoints_crop[k] - ex.keypoints_crop[k]))
+                                               / person_size(ex))})
+    return out
 
 
-def agreement(pose_model, image, person: Person, window: int, stride: int) -> list[dict]:
-    """Attention vs occlusion-sensitivity rank correlations for the person's labelled keypoints."""
-    labelled = [COCO_KEYPOINTS[k] for k in np.flatnonzero(person.keypoints[:, 2] > 0)]
+def agreement(pose_model: PoseModel, image: np.ndarray, person: Person, window: int, stride: int) -> list[dict]:
+    """Attention vs occlusion-sensitivity rank correlations for the person's labelled keypoints. Both maps are
+    about the PREDICTION (the sensitivity is the drop of the heatmap at its clean peak), so the attention is
+    queried at the predicted keypoint here."""
+    labelled = [pose_model.keypoint_names[k] for k in np.flatnonzero(person.keypoints[:, 2] > 0)]
     rows = attention_occlusion_agreement(pose_model, image, person.bbox, labelled, window, stride)
-    return [{"annotation_id": person.annotation_id, **r} for r in rows]
+    return [{k: (float(x) if isinstance(x, (float, np.floating)) else x) for k, x in r.items()} for r in rows]
+
+
+def jsonable(x):
+    """`x` with numpy values as plain Python ones and non-finite floats as None (strict JSON)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    return x

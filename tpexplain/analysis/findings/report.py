@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figures as figs
-from .claims import FAILS, HOLDS, UNMEASURED, Claim, Findings
-from .measure import Measurements
+from .claims import FAILS, HOLDS, INCONCLUSIVE, NOT_SPECIFIC, TOO_FEW, UNMEASURED, Claim, Findings
 
 
 def check_report_dir(out_dir: str | Path) -> Path:
@@ -36,27 +35,32 @@ def check_report_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def write_report(result: Findings, out: Path, m: Measurements, stats: dict, studies, rhos, rand) -> None:
+def write_report(result: Findings, out: Path, records: list[dict], example) -> None:
     """Write the figures, findings.json, report.md and report.html into a temporary folder beside `out`, then
-    swap it into place (an earlier report at `out` is replaced; on any error nothing is left behind)."""
+    swap it into place (an earlier report at `out` is replaced; on any error nothing is left behind).
+    `records` are the model's per-person records; `example` the first person's Explanation."""
     parent = out.absolute().parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
         figdir = tmp / "figures"
         figdir.mkdir()
-        q = m.queries
+        q = [{**row, "person": i} for i, r in enumerate(records) for row in r.get("queries", [])]
+        studies = [h for r in records for h in r.get("hidden", [])]
+        figs.save(figs.fig_baselines(result.claims), figdir / "baselines.png")
         figs.save(figs.fig_activation(q), figdir / "activation_max.png")
-        figs.save(figs.fig_person(q, m.example), figdir / "dependency_on_person.png")
+        figs.save(figs.fig_person(q, example), figdir / "dependency_on_person.png")
         figs.save(figs.fig_regions(q), figdir / "regions_by_type.png")
-        figs.save(figs.fig_symmetric(result.claim("limb_joints_use_symmetric_joint")),
-                  figdir / "symmetric_reliance.png")
-        figs.save(figs.fig_depth(q, m.num_layers), figdir / "depth.png")
+        figs.save(figs.fig_symmetric(result.numbers["by_type"]), figdir / "symmetric_reliance.png")
+        figs.save(figs.fig_depth(q, result.meta["layers"]), figdir / "depth.png")
         figs.save(figs.fig_occlusion(q, studies), figdir / "occlusion.png")
-        figs.save(figs.fig_mean_maps(m, stats, m.example.input_size), figdir / "mean_maps.png", dpi=70)
-        figs.save(figs.fig_agreement(rhos), figdir / "agreement.png")
-        if rand is not None:
-            figs.save(rand.figure(), figdir / "randomisation.png")
-        figs.save(m.example.grid(layers=[-1]), figdir / "example_dependencies.png", dpi=55)
+        figs.save(figs.fig_mean_maps(records), figdir / "mean_maps.png")
+        figs.save(figs.fig_agreement(result.numbers["agreement"]), figdir / "agreement.png")
+        if example is not None:
+            # five joints spread over the body (one row of panels after the pose), labelled ones first
+            spread = (0, 9, 16, 7, 14, 5, 12, 10, 15, 8, 13, 6, 11, 1, 2, 3, 4)
+            labelled = [k for k in spread if example.ground_truth[k, 2] > 0][:5]
+            figs.save(example.grid(keypoints=labelled or None, layers=[-1]), figdir / "example_dependencies.png",
+                      dpi=110)
         for c in result.claims:
             if c.figure and not (tmp / c.figure).exists():
                 c.figure = None
@@ -92,30 +96,68 @@ def _fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
+def _est(value, low, high, cases=None, people=None) -> str:
+    text = f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+    return text + (f" ({cases} cases, {people} people)" if cases is not None else "")
+
+
 def _report_blocks(f: Findings) -> list[tuple]:
     meta = f.meta
+    boot = meta["bootstrap"]
     b: list[tuple] = [("h1", f"Findings: {meta['model']}")]
     b.append(("p", f"Model **{meta['model']}** ({meta['layers']} encoder layers, token grid "
                    f"{meta['token_grid'][0]}x{meta['token_grid'][1]}) on {meta['data']}: "
-                   f"{meta['people_analysed']} people analysed of {meta['people_asked']} read "
-                   f"({len(meta['skipped'])} skipped or partly skipped), {meta['queries']} keypoint queries; "
-                   f"occlusion-based parts on {meta['occlusion_people']} people. Flip test "
-                   f"{'on' if meta['flip'] else 'off'}. {meta['seconds']} s."))
+                   f"{meta['people_analysed']} people analysed of {meta['people_asked']} "
+                   f"({len(meta['skipped'])} skipped or partly skipped), {meta['queries']} keypoint queries at "
+                   f"ground-truth joints ({meta['queries_correct']} correctly and {meta['queries_wrong']} wrongly "
+                   f"predicted at PCK@{meta['pck_alpha']:g}); occlusion parts on {meta['occlusion_people']} people. "
+                   f"Boxes: {'detections from ' + meta['detections'] if meta.get('detections') else 'ground truth'}. "
+                   f"Flip test {'on' if meta['flip'] else 'off'}. {meta['seconds']} s."))
     if meta.get("command"):
         b.append(("p", "Regenerate with:"))
         b.append(("code", meta["command"]))
     b.append(("h2", "Method"))
-    b.append(("p", "Each person is cropped with its ground-truth box. The query of keypoint k is the model's "
-                   "predicted location of k (the heatmap maximum, as in the paper's activation-maximum view); only "
-                   "keypoints labelled in the ground truth are queried. A dependency map is the attention row of the "
-                   "query's token (mean of heads). Accuracy uses the ground-truth keypoints with their visibility "
-                   "flags (v=2 visible, v=1 occluded). Body regions are discs of radius r (a tenth of the person's "
-                   "size, at least one token) around the ground-truth joints where labelled (predicted ones "
-                   "elsewhere), plus the bones and the torso; each token belongs to one region, in the order own "
-                   "joint, mirror joint, neighbours, head, rest of the body, background."))
-    b.append(("p", "Every claim below states its statistic and its criterion before its result. The criteria are "
-                   "constants in `tpexplain/analysis/findings/claims.py`, fixed before any model was measured; a claim "
-                   "that fails for this model is reported as failing."))
+    b.append(("p", "Each person is cropped with its box. Claims about a keypoint's attention query the "
+                   "**ground-truth joint** (TransPose's token rule applied to the labelled position), so a wrong "
+                   "prediction cannot move the query onto the background or a neighbour; they are also reported "
+                   "separately for keypoints the model predicts correctly and wrongly. A dependency map is the "
+                   "attention row of the query's token (mean of heads). Body regions are discs of radius r (a "
+                   "tenth of the person's size, at least one token) around the ground-truth joints, plus the bones "
+                   "and the torso. Hidden-joint studies hide the ground-truth joint."))
+    bl = meta["baselines"]
+    pk = bl["peaked"]
+    b.append(("p", "**Null baselines.** Every claim is measured on the same people with two models that learnt "
+                   f"nothing: *random*, the same architecture with re-initialised weights (seed {bl['random']['seed']}); "
+                   "and *peaked*, that random model with its attention logits scaled (query projection x "
+                   f"{_fmt(pk['scale'])}) so that its mean attention entropy matches the model's: target "
+                   f"{_fmt(pk['target_entropy'], 4)} nats on the first {meta['criteria']['CALIBRATION_PEOPLE']['value']} "
+                   f"people, achieved {_fmt(pk['achieved_entropy'], 4)} (unscaled random: "
+                   f"{_fmt(pk['random_entropy'], 4)}); over all people the model's mean is "
+                   f"{_fmt(pk['model_mean_entropy_all_people'], 4)} and the peaked baseline's "
+                   f"{_fmt(pk['mean_entropy_all_people'], 4)}. By layer (model / random / peaked): " + "; ".join(
+                       f"L{i + 1} {_fmt(a)} / {_fmt(r)} / {_fmt(p)}" for i, (a, r, p) in enumerate(zip(
+                           bl["model_mean_entropy_by_layer"], bl["random"]["mean_entropy_by_layer"],
+                           pk["mean_entropy_by_layer"]))) + "."))
+    b.append(("p", f"**Uncertainty and verdicts.** Every statistic has a {boot['confidence']:.0%} percentile "
+                   f"bootstrap interval over people ({boot['resamples']} resamples, seed {boot['seed']}; people, not "
+                   "keypoints, are the independent cases). A claim **holds** only when the model's whole interval "
+                   "meets the criterion, no baseline's value meets it, and the model's interval lies apart from "
+                   "every baseline's. It is **not specific to training** when a baseline meets the criterion too, "
+                   "**does not hold** when the whole interval fails, and **inconclusive** otherwise (the interval "
+                   "straddles the criterion, or overlaps a baseline's); **inconclusive (n too small)** below the "
+                   "minimum sample sizes."))
+    b.append(("h2", "Criteria and sample sizes"))
+    b.append(("p", "Fixed in `tpexplain/analysis/findings/criteria.py` before any model was measured; a change is a "
+                   "commit of its own, made before re-running."))
+    b.append(("table", ["constant", "value", "reason"],
+              [[name, _fmt(c["value"]), c["reason"]] for name, c in meta["criteria"].items()]))
+    b.append(("h2", "Summary"))
+    b.append(("table", ["claim", "model [95% CI]", "cases / people", "criterion", "random [95% CI]",
+                        "peaked [95% CI]", "verdict"],
+              [[c.id, _est(c.value, *c.interval), f"{c.cases} / {c.people}", c.criterion.split(",")[0],
+                *[_est(c.baselines[n].value, c.baselines[n].low, c.baselines[n].high) if n in c.baselines else "n/a"
+                  for n in ("random", "peaked")], c.verdict] for c in f.claims]))
+    b.append(("img", "figures/baselines.png", "model vs baselines, every claim"))
     sections: dict[str, list[Claim]] = {}
     for c in f.claims:
         sections.setdefault(c.section, []).append(c)
@@ -124,62 +166,27 @@ def _report_blocks(f: Findings) -> list[tuple]:
         for c in claims:
             b.append(("h3", c.statement))
             b.append(("p", f"**Statistic.** {c.statistic}"))
-            b.append(("p", f"**Criterion.** {c.criterion}"))
-            b.append(("p", f"**Result.** {_fmt(c.value)} → **{c.verdict}**. {_detail_line(c)}"))
+            b.append(("p", f"**Criterion.** {c.criterion}."))
+            base = "; ".join(f"{n} {_est(e.value, e.low, e.high)}" for n, e in c.baselines.items())
+            b.append(("p", f"**Result.** {_est(c.value, *c.interval, c.cases, c.people)}; baselines: {base} → "
+                           f"**{c.verdict}** ({c.reason})."))
+            split = [(label, c.details[key]) for key, label in (("correct_predictions", "correctly"),
+                                                                ("wrong_predictions", "wrongly"))
+                     if key in c.details]
+            if split:
+                b.append(("p", "At keypoints the model predicts " + "; ".join(
+                    f"{label}: {_est(d['value'], *d['interval'], d['cases'], d['people'])}" for label, d in split)
+                    + " (no verdict: descriptive)."))
             if c.figure:
                 b.append(("img", c.figure, c.statement))
     b.append(("h2", "Example: last-layer dependency maps of the first person"))
+    b.append(("p", "At the predicted keypoints (the figure's convention), ground truth drawn beside the prediction."))
     b.append(("img", "figures/example_dependencies.png", "dependency maps, last layer"))
-    b.append(("h2", "Summary"))
-    b.append(("table", ["claim", "statistic", "criterion", "verdict"],
-              [[c.id, _fmt(c.value), c.criterion.split(";")[0], c.verdict] for c in f.claims]))
     if meta["skipped"]:
         b.append(("h2", "Skipped"))
         b.append(("list", [f"{s['image']} (annotation {s['annotation_id']}): {s['reason']}" for s in meta["skipped"]]))
     b.append(("p", "All numbers, including every query's, are in `findings.json`."))
     return b
-
-
-def _detail_line(c: Claim) -> str:
-    d = c.details
-    parts = {
-        "activation_max_on_keypoint": lambda: f"{d['num_visible']} visible keypoints; median error "
-                                              f"{_fmt(d['median_error_body'])} box sizes.",
-        "dependency_on_person": lambda: f"{d['num_queries']} queries; mean mass on the person "
-                                        f"{_fmt(d['mean_person_mass'])} vs its area share {_fmt(d['mean_person_area'])}.",
-        "head_joints_on_head": lambda: f"{d['num_queries']} head queries; the head covers "
-                                       f"{_fmt(d['mean_head_area'])} of the grid on average.",
-        "limb_joints_use_symmetric_joint": lambda: "index by type: " + ", ".join(
-            f"{k} {_fmt(v, 2)}" for k, v in d["symmetric_reliance_index"].items()) + ".",
-        "finer_with_depth_distance": lambda: _depth_line(d),
-        "finer_with_depth_entropy": lambda: _depth_line(d),
-        "occluded_keypoints_found": lambda: f"{d['num_occluded']} occluded keypoints; visible PCK "
-                                            f"{_fmt(d['pck_visible'])} ({d['num_visible']}).",
-        "hidden_keypoint_uses_other_cues": lambda: f"{d['hidden_keypoints']} hidden keypoints, sign test p = "
-                                                   f"{_fmt(d['sign_test_p'])}; own-region share changes by "
-                                                   f"{_fmt(d['mean_shift_by_region']['own'])}; still found after "
-                                                   f"hiding: {_fmt(d['still_found_after_hiding'])}.",
-        "dependencies_image_specific": lambda: f"{d['maps']} maps; mean spread (total variation to the mean map) "
-                                               f"{_fmt(d['mean_spread_tv'])}.",
-        "dependencies_share_commonalities": lambda: f"{d['maps']} maps; mean r with own type's mean "
-                                                    f"{_fmt(d['mean_r_own'])}, with other types' {_fmt(d['mean_r_other'])}.",
-        "randomisation_changes_maps": lambda: "mean rho by step: " + ", ".join(
-            f"{s['step']} {_fmt(s['spearman_dependency'], 2)}" for s in d["steps"]) + "; rollout maps: " + ", ".join(
-            f"{_fmt(s['spearman_rollout'], 2)}" for s in d["steps"]) + ".",
-        "attention_agrees_with_occlusion": lambda: f"{d['keypoints']} keypoints; median rho of the first layer "
-                                                   f"{_fmt(d['median_rho_first_layer'])}, of rollout "
-                                                   f"{_fmt(d['median_rho_rollout'])}.",
-    }
-    try:
-        return parts[c.id]() if c.id in parts and d else ""
-    except (KeyError, TypeError):
-        return ""
-
-
-def _depth_line(d: dict) -> str:
-    layers = ", ".join(f"L{i + 1} {_fmt(v)}" for i, v in enumerate(d["mean_by_layer"]))
-    return (f"falls for {d['people_falling']} of {d['people']} people, sign test p = {_fmt(d['sign_test_p'])}; "
-            f"mean by layer: {layers} (relative fall {_fmt(d['relative_fall'])}).")
 
 
 def _markdown(blocks: list[tuple]) -> str:
@@ -234,11 +241,13 @@ def _html(blocks: list[tuple], root: Path) -> str:
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45;padding:0 1em}"
              "img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
              "td.holds{background:#dfd}td.fails{background:#fdd}td.unmeasured{background:#eee}"
+             "td.inconclusive{background:#ffd}td.unspecific{background:#fed}"
              "pre{background:#f4f4f4;padding:.5em;overflow-x:auto}figcaption{color:#666;font-size:.8em}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>tpexplain findings</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def _cls(cell) -> str:
-    return {HOLDS: "holds", FAILS: "fails", UNMEASURED: "unmeasured"}.get(cell, "")
+    return {HOLDS: "holds", FAILS: "fails", UNMEASURED: "unmeasured", INCONCLUSIVE: "inconclusive",
+            TOO_FEW: "inconclusive", NOT_SPECIFIC: "unspecific"}.get(cell, "")
 
