@@ -18,7 +18,8 @@ from .inputs import Item
 from .manifest import (MANIFEST, append_rows, checkpoint_fingerprint, clean_stale_temporaries, compacted,
                        is_complete, latest, output_name, read_manifest)
 from .options import FigureOptions, check_kinds, resolve_layers
-from .workers import MAX_RETRIES, Task, run_in_process, run_pool
+from .executors import available_cores, executor_for, make_work
+from .workers import MAX_RETRIES, Task
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ class BatchSummary:
 
 def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, model_name: str = "default",
               weights: str | None = None, jobs: int | None = None, options: FigureOptions | None = None,
-              force: bool = False, progress: bool = True, max_retries: int = MAX_RETRIES) -> BatchSummary:
+              force: bool = False, progress: bool = True, max_retries: int = MAX_RETRIES,
+              scheduler: str | None = None) -> BatchSummary:
     """Make each figure kind for each person into `out_dir`, skipping outputs that are already complete.
 
     The model, its weights and the options are checked once, before any worker starts or `out_dir` is
@@ -77,6 +79,8 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
     when every figure tried failed and none was up to date: then `out_dir` is left as it was (a folder this
     run created is removed) and the failures are only reported. Failures are logged and counted in the
     summary, never raised. Progress (`progress=False`: none) and messages go to the "tpexplain" logger.
+    `scheduler`: the address of a Dask scheduler, whose cluster's workers run the tasks instead (`jobs` and
+    `max_retries` are then the cluster's own; see `executors.DaskCluster`).
     """
     t_start = time.monotonic()
     kinds = check_kinds(figures)
@@ -105,6 +109,10 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
             todo.append((it, pending))
     # everything that would fail for every person fails here, before the output folder is touched
     model = _check_model(model_name, weights, options, kinds) if todo else None
+    # so is a cluster that cannot be reached; one executor runs the tasks here, on local workers or a cluster
+    executor = executor_for(make_work(options, out, model_name, weights), len(todo), jobs, scheduler, model,
+                            max_retries) if todo else None
+    model = None        # held by the executor if it runs the tasks in this process
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -136,18 +144,10 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
             log.warning(f"worker {reason} while on {item.image} ({item.person}): trying again on a fresh worker "
                         f"(attempt {attempt} of {allowed})")
 
-        # one torch thread per worker: more workers than cores only add model copies in memory
-        cap = 2 * available_cores()
-        if jobs and jobs > cap:
-            log.warning(f"{jobs} jobs is more than twice the {cap // 2} cores this process may use: "
-                        f"at most {cap} workers")
-        jobs = max(1, min(jobs or available_cores(), cap, len(todo) or 1))
         try:
-            if todo and jobs == 1:
-                run_in_process(todo, options, out, model_name, weights, record, model=model)
-            elif todo:
-                model = None        # checked; each worker loads its own
-                run_pool(todo, options, out, model_name, weights, jobs, record, retry, max_retries)
+            if executor is not None:
+                with executor:
+                    executor.run(todo, record, retry)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -162,14 +162,6 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
         log.warning(f"{summary}; run the same command again to resume")
         raise KeyboardInterrupt
     return summary
-
-
-def available_cores() -> int:
-    """The cores this process may use (its CPU affinity, which a container or taskset can narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _check_out_dir(out: Path) -> None:

@@ -1,13 +1,16 @@
-"""The batch's workers: a process pool that loads the model once per worker and makes each person's figures."""
+"""The batch's workers: a process pool that loads the model once per worker and makes each person's figures;
+`cluster_task`, the same work as a task on a Dask cluster's worker."""
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
 from pathlib import Path
 
@@ -21,29 +24,115 @@ Record = Callable[[list[dict]], None]   # takes one person's manifest rows as ea
 Retry = Callable[[Item, str, int, int], None]   # (person, how its worker died, next attempt, attempts allowed)
 MAX_RETRIES = 2      # a person whose worker died is tried again on a fresh worker at most this often
 
-_WORKER: dict = {}   # this process's model (or why it could not be loaded)
+_WORKER: dict = {}   # this process's model (or why it could not be loaded), and the key it was loaded for
+_LOCK = threading.Lock()   # a cluster worker with several threads: one task at a time uses the model
 
 
-def init_worker(model_name: str, weights: str | None, spawned: bool) -> None:
+@dataclass(frozen=True)
+class Work:
+    """What every task of a run shares (sent with each task; small). Paths are absolute or relative to
+    `root`, the client's working folder; `sha256` names the checkpoint's bytes (None: random weights)."""
+
+    options: FigureOptions
+    out: str
+    model_name: str
+    weights: str | None
+    sha256: str | None
+    root: str
+    version: str
+
+
+def checkpoint_file(model_name: str, weights: str | None, root: str | None = None) -> Path | None:
+    """The checkpoint (file or Hugging Face folder) that `load(model_name, weights)` reads; None for random."""
+    if weights == "random":
+        return None
+    if weights is None:
+        from ..zoo import checkpoint_path
+        return checkpoint_path(model_name)
+    return Path(root or ".", weights)
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """SHA-256 of a checkpoint's bytes (of a folder: its files' names and bytes, in name order)."""
+    import hashlib
+    if not path.is_dir():
+        return file_digest(path)[1]
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(path)}\0{file_digest(p)[1]}\n".encode())
+    return h.hexdigest()
+
+
+def load_model(model_name: str, weights: str | None, sha256: str | None = None, root: str | None = None):
+    """The model with its weights; with `sha256`, only if the checkpoint read here has exactly those bytes
+    (before and after loading), so a worker never uses another file than the one the client named."""
+    from ..api import load
+    path = checkpoint_file(model_name, weights, root)
+    if sha256 is not None and path is not None:
+        _check_sha256(path, sha256)
+    model = load(model_name, str(path) if weights not in (None, "random") else weights)
+    if sha256 is not None and path is not None:
+        _check_sha256(path, sha256)     # not replaced while it was being read
+    return model
+
+
+def _check_sha256(path: Path, sha256: str) -> None:
+    try:
+        here = checkpoint_sha256(path)
+    except OSError as exc:
+        raise RuntimeError(f"cannot read the checkpoint {path}: {one_line(exc)}") from None
+    if here != sha256:
+        raise RuntimeError(f"the checkpoint {path} here is not the one the client named "
+                           f"(sha256 {here[:16]}…, expected {sha256[:16]}…)")
+
+
+def init_worker(model_name: str, weights: str | None, spawned: bool, sha256: str | None = None) -> None:
     """Runs once in each worker process (one torch thread, headless drawing), or in-process for one job."""
     if spawned:
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides what an interrupt stops
-        import cv2
-        import matplotlib
-        import torch
-        torch.set_num_threads(1)
-        cv2.setNumThreads(1)
-        matplotlib.use("Agg")
+        _headless(1)
     _WORKER.clear()
     try:
-        from ..api import load
-        _WORKER["model"] = load(model_name, weights)
+        _WORKER["model"] = load_model(model_name, weights, sha256)
     except Exception as exc:  # reported per task, so the parent sees a reason, not a broken pool
         _WORKER["error"] = f"cannot load model '{model_name}': {exc}"
 
 
-def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str) -> list[dict]:
-    """Explain one person and draw each figure kind; every failure becomes a row, never an exception."""
+def _headless(threads: int) -> None:
+    import cv2
+    import matplotlib
+    import torch
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(1)
+    matplotlib.use("Agg")
+
+
+def cluster_task(item: Item, kinds: list[str], work: Work) -> list[dict]:
+    """One person's figures on a Dask worker: the model is loaded once per worker process (kept for the
+    next task of the same checkpoint, by its SHA-256); tasks on one worker use it one at a time."""
+    with _LOCK:
+        key = (work.model_name, work.weights, work.sha256, work.root)
+        if _WORKER.get("key") != key:
+            from .. import __version__
+            from distributed import get_worker
+            # a worker's threads go to torch for the one task it runs at a time
+            _headless(max(1, get_worker().state.nthreads))
+            _WORKER.clear()
+            try:
+                if work.version != __version__:
+                    raise RuntimeError(f"the worker has tpexplain {__version__}, the client {work.version}")
+                _WORKER["model"] = load_model(work.model_name, work.weights, work.sha256, work.root)
+            except Exception as exc:    # every task of this worker reports it, as in the local pool
+                _WORKER["error"] = f"cannot load model '{work.model_name}': {exc}"
+            _WORKER["key"] = key
+        _test_hook(item)
+        return process(item, kinds, work.options, work.out, work.root)
+
+
+def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str, root: str | None = None
+            ) -> list[dict]:
+    """Explain one person and draw each figure kind; every failure becomes a row, never an exception.
+    A relative image path is read from `root` (the client's working folder; default: this process's)."""
     t0 = time.perf_counter()
     rows = person_rows(item, kinds, options)
     try:
@@ -52,7 +141,7 @@ def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str) 
         pm = _WORKER["model"]
         pm.decode = options.decode      # also what the occlusion study's own passes use
         from ..io import parse_bbox, read_image
-        image = read_image(item.image)
+        image = read_image(Path(root or ".", item.image))
         box = parse_bbox(",".join(map(str, item.bbox)), image.shape) if item.bbox else None
         t_read = time.perf_counter() - t0
         ex = None
@@ -129,12 +218,12 @@ def keypoint_record(ex) -> dict:
 
 
 def run_in_process(tasks: list[Task], options: FigureOptions, out: Path, model_name: str, weights: str | None,
-                   record: Record, model=None) -> None:
+                   record: Record, model=None, sha256: str | None = None) -> None:
     """Every task one after the other in this process (one job: no pool to start). `model`: an already
     loaded PoseModel to use instead of loading one."""
     try:
         if model is None:
-            init_worker(model_name, weights, spawned=False)
+            init_worker(model_name, weights, spawned=False, sha256=sha256)
         else:
             _WORKER.clear()
             _WORKER["model"] = model
@@ -144,9 +233,10 @@ def run_in_process(tasks: list[Task], options: FigureOptions, out: Path, model_n
         _WORKER.clear()
 
 
-def worker_main(conn, model_name: str, weights: str | None, options: FigureOptions, out: str) -> None:
+def worker_main(conn, model_name: str, weights: str | None, options: FigureOptions, out: str,
+                sha256: str | None = None) -> None:
     """A pool worker: load the model once, then make each task sent over `conn` and send back its rows."""
-    init_worker(model_name, weights, spawned=True)
+    init_worker(model_name, weights, spawned=True, sha256=sha256)
     while True:
         try:
             task = conn.recv()
@@ -232,7 +322,8 @@ class _Worker:
 
 
 def run_pool(tasks: list[Task], options: FigureOptions, out: Path, model_name: str, weights: str | None,
-             jobs: int, record: Record, on_retry: Retry | None = None, max_retries: int = MAX_RETRIES) -> None:
+             jobs: int, record: Record, on_retry: Retry | None = None, max_retries: int = MAX_RETRIES,
+             sha256: str | None = None) -> None:
     """The tasks on `jobs` worker processes, each recorded as it finishes.
 
     A worker that dies (killed, out of memory, crashed) costs only the task it held: that task goes back to
@@ -244,7 +335,7 @@ def run_pool(tasks: list[Task], options: FigureOptions, out: Path, model_name: s
     """
     # spawn: a fresh interpreter per worker, never a fork of a parent holding torch threads or locks
     ctx = multiprocessing.get_context("spawn")
-    args = (model_name, weights, options, str(out))
+    args = (model_name, weights, options, str(out), sha256)
     queue = deque(range(len(tasks)))
     attempts = [0] * len(tasks)
     workers: list[_Worker] = []

@@ -37,13 +37,17 @@ log = logging.getLogger(__name__)
 @model_options
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: every core).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786), not on this "
+                   "machine; needs pip install 'tpexplain[dask]' and the paths shared with the workers.")
 @click.option("--dpi", type=click.IntRange(min=20), default=120, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "svg", "pdf"]), default="png", show_default=True)
 @click.option("--force", is_flag=True, help="Redo every output, even complete ones.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (-q also hides it).")
 @click.pass_context
 def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, mode, head, where, occlude_keypoint,
-          part, region, fill, query, model_name, weights, flip, decode, jobs, dpi, fmt, force, no_progress):
+          part, region, fill, query, model_name, weights, flip, decode, jobs, dpi, fmt, force, no_progress,
+          scheduler):
     """Figures for every image of FOLDER (whole, or per --boxes) or every person of a --coco file.
 
     Resumable: a re-run skips complete outputs (same person, box, options and weights, file unchanged).
@@ -70,7 +74,7 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
         fill=fill,
         flip=flip, decode=decode, query=query, dpi=dpi, format=fmt)
     summary = run_batch(items, figures.split(","), out_dir, model_name, weights, jobs, figure_options,
-                        force=force, progress=not no_progress)
+                        force=force, progress=not no_progress, scheduler=scheduler)
     log.info(str(summary))
     if summary.index:           # "" when every figure failed and nothing was written
         click.echo(summary.index)
