@@ -448,47 +448,65 @@ class Explanation(figures.Displayable):
             rows = [seq[i:i + cols] for i in range(0, len(seq), cols)]
         else:
             rows = [[None] + [(kp, layer) for kp in keypoints] for layer in layers]
-        cols = max(len(r) for r in rows)
-        panels = [p for row in rows for p in row if p is not None]
-        maps = [self.attention_map(kind, kp, layer, head, at=at) for kp, layer in panels]
-        norms = [figures.make_norm(lo, hi) for lo, hi in figures.limits([m.values for m in maps], scale)]
-        by_panel = dict(zip(panels, zip(maps, norms)))
-        per_panel = scale == "panel"
-        tiles = []
-        for row in rows:
-            out = []
-            for p in row:
-                if p is None:
-                    out.append(self.pose_tile(where))
-                    continue
-                m, norm = by_panel[p]
-                tok = f"\ntoken r{m.token_cell[0]} c{m.token_cell[1]}" if m.token_cell is not None else ""
-                out.append(m.tile(where, norm, f"{m.keypoint} · layer {p[1] + 1}{tok}", colorbar=per_panel))
-            tiles.append(out)
+        maps = {p: self.attention_map(kind, p[0], p[1], head, at=at) for row in rows for p in row if p is not None}
+        query = "" if self.layout.special else f"; rNcM: the queried token, {self.query_convention} convention"
+        at_text = ", at the ground truth" if at == "gt" else ""
+        return self.mosaic_figure(rows, maps, where, scale, f"{kind} maps ("
+                                  f"{'mean of heads' if head is None else f'head {head}'}{at_text}{query}")
+
+    def mosaic_figure(self, rows: list[list[tuple | None]], maps: dict, where: str = "crop", scale: str = "panel",
+                      what: str = "maps", below_in: float = 0.0, inches_per_tile: float = 2.4):
+        """Maps as small multiples in one mosaic image: `rows` of (keypoint, layer) keys of `maps` (None: the
+        pose). Every row a layer and every column a keypoint (headed once, not per panel), or a sequence
+        (a title per panel). One colour bar unless `scale` is "panel"; the caption and `what` as the title,
+        the skeleton legend below; `below_in` inches left free at the bottom (for plots). The figure's
+        `panel_norms` are the maps' colour limits, in order."""
+        figures.check_scale(scale)
+        keys = [p for row in rows for p in row if p is not None]
+        norms = [figures.make_norm(lo, hi) for lo, hi in figures.limits([maps[p].values for p in keys], scale)]
+        norm_of = dict(zip(keys, norms))
+        per_panel, cols = scale == "panel", max(len(r) for r in rows)
+        headed = len(rows) > 1 and all(r[0] is None for r in rows) and len({p[1] for p in rows[0][1:]}) == 1
+
+        def token(m):
+            return f"\ntoken r{m.token_cell[0]} c{m.token_cell[1]}" if m.token_cell is not None else ""
+
+        def tile(p):
+            if p is None:
+                return self.pose_tile(where, title="" if headed else None)
+            m = maps[p]
+            return m.tile(where, norm_of[p], "" if headed else f"{m.keypoint} · layer {p[1] + 1}{token(m)}",
+                          colorbar=per_panel)
+        tiles = [[tile(p) for p in row] for row in rows]
+        col_titles = row_titles = None
+        if headed:
+            col_titles = [self.pose_tile(where).title] + [f"{p[0]}{token(maps[p])}" for p in rows[0][1:]]
+            row_titles = [f"layer {row[1][1] + 1}" for row in rows]
         size = self.tile_size()
-        head_in, foot_in, bar_in = 0.75, 0.35, (0.0 if per_panel else 0.9)
-        w, h = figures.mosaic_size(len(rows), cols, size, per_panel, 2.4, bar_in, head_in + foot_in)
+        head_in, foot_in, bar_in = 0.7, 0.3, (0.0 if per_panel else 0.9)
+        w, h = figures.mosaic_size(len(rows), cols, size, per_panel, inches_per_tile, bar_in,
+                                   head_in + foot_in + below_in, not headed, headed, headed)
+        w = max(w, 11.0 if below_in else 0.0)
+        maps_h = h - head_in - foot_in - below_in
+        bottom = (foot_in + below_in) / h
         fig = plt.figure(figsize=(w, h))
-        figures.mosaic(fig, (0.005, foot_in / h, 1 - (bar_in + 0.05) / w, 1 - (head_in + foot_in) / h), tiles, size,
-                       fontsize=min(8.0, max(5.5, 3.2 * w / cols)))
+        figures.mosaic(fig, (0.005, bottom, 1 - (bar_in + 0.05) / w, maps_h / h), tiles, size,
+                       fontsize=min(8.0, max(5.5, 3.2 * w / cols)), col_titles=col_titles, row_titles=row_titles)
         if not per_panel:
             from matplotlib.cm import ScalarMappable
-            cax = fig.add_axes((1 - 0.75 / w, 0.5 * (1 - 0.6 * (1 - (head_in + foot_in) / h)) + foot_in / h / 2,
-                                0.12 / w, 0.6 * (1 - (head_in + foot_in) / h)))
+            cax = fig.add_axes((1 - 0.75 / w, bottom + 0.15 * maps_h / h, 0.12 / w, 0.7 * maps_h / h))
             cb = fig.colorbar(ScalarMappable(norms[0], figures.CMAP), cax=cax)
             cb.ax.tick_params(labelsize=6)
             cb.set_label(f"attention ({scale} scale)", fontsize=7)
             figures.mark_uniform(cb, 1.0 / self.layout.num_tokens)
-        query = "" if self.layout.special else f"; rNcM: the queried token, {self.query_convention} convention"
-        at_text = ", at the ground truth" if at == "gt" else ""
-        fig.suptitle(f"{self.caption}\n{kind} maps ({'mean of heads' if head is None else f'head {head}'}"
-                     f"{at_text}{query}; colour scale: {scale}, 1/N = uniform)", fontsize=9, y=1 - 0.08 / h,
-                     va="top")
-        figures.skeleton_legend(fig, ground_truth=self.ground_truth is not None,
-                                box=where == "image" and self.meta.get("box") is not None, query=True,
-                                bbox_to_anchor=(0.5, 0.0))
+        fig.suptitle(f"{self.caption}\n{what}; colour scale: {scale}, 1/N = uniform)", fontsize=9,
+                     y=1 - 0.05 / h, va="top")
+        figures.skeleton_legend(fig, ground_truth=self.ground_truth is not None, query=True,
+                                box=where == "image" and self.meta.get("box") is not None,
+                                bbox_to_anchor=(0.5, bottom - 0.02 / h), loc="upper center")
         fig.panel_norms = norms
         return fig
+
 
     def layers(self, keypoint: str | int, kind: str = "dependency", head: int | None = None, scale: str = "panel"):
         """The keypoint's map at every layer, side by side."""

@@ -48,31 +48,40 @@ def draw_skeleton(ax, keypoints: np.ndarray, min_score: float = 0.0, size: float
     The skeleton and sides come from `keypoints_set` (default: chosen by the number of keypoints). A
     prediction's joints scored below `confidence` are hollow and their limbs faded and thin. With
     `ground_truth`, the third column is COCO's visibility (0: unlabelled, not drawn) and the person is drawn
-    dashed with white-filled squares, to be told apart from a prediction.
+    dashed with white-filled squares, to be told apart from a prediction. A few collections per person,
+    not an artist per limb: figures with many people stay fast.
     """
+    from matplotlib.collections import LineCollection
     kp = np.asarray(keypoints, dtype=np.float64)
     ks = keypoints_set or default_keypoint_set(len(kp))
     scored = kp.shape[1] > 2
     ok = kp[:, 2] > min_score if scored else np.ones(len(kp), bool)
     confident = kp[:, 2] >= confidence if scored and confidence is not None and not ground_truth else ok
-    for a, b in ks.skeleton:
-        if a < len(kp) and b < len(kp) and ok[a] and ok[b]:
-            # a limb takes the colour of its higher-numbered joint (COCO and MPII list limbs outward)
-            colour = side_colour(ks.names[max(a, b)])
-            sure = confident[a] and confident[b]
-            style = dict(ls=(0, (3, 2)), lw=1.3, alpha=1.0) if ground_truth else \
-                dict(ls="-", lw=1.5 if sure else 0.8, alpha=0.9 if sure else 0.4)
-            if ground_truth:   # a white under-stroke keeps dashes visible on any background
-                ax.plot([kp[a, 0], kp[b, 0]], [kp[a, 1], kp[b, 1]], color="white", lw=2.4, alpha=0.8, zorder=2)
-            ax.plot([kp[a, 0], kp[b, 0]], [kp[a, 1], kp[b, 1]], color=colour, zorder=2.1, **style)
-    for i in np.flatnonzero(ok):
-        c = side_colour(ks.names[i])
-        if ground_truth:
-            ax.scatter(kp[i, 0], kp[i, 1], s=size, marker="s", c="white", edgecolors=c, linewidths=1.0, zorder=3)
-        elif confident[i]:
-            ax.scatter(kp[i, 0], kp[i, 1], s=size, c=c, edgecolors="white", linewidths=0.5, zorder=3)
-        else:
-            ax.scatter(kp[i, 0], kp[i, 1], s=size, facecolors="none", edgecolors=c, linewidths=0.9, zorder=3)
+    # a limb takes the colour of its higher-numbered joint (COCO and MPII list limbs outward)
+    limbs = [(a, b) for a, b in ks.skeleton if a < len(kp) and b < len(kp) and ok[a] and ok[b]]
+    segments = [kp[[a, b], :2] for a, b in limbs]
+    limb_colours = [side_colour(ks.names[max(a, b)]) for a, b in limbs]
+    if ground_truth and limbs:    # a white under-stroke keeps the dashes visible on any background
+        ax.add_collection(LineCollection(segments, colors="white", linewidths=2.4, alpha=0.8, zorder=2))
+        ax.add_collection(LineCollection(segments, colors=limb_colours, linewidths=1.3, linestyles=(0, (3, 2)),
+                                         zorder=2.1))
+    elif limbs:
+        sure = np.array([confident[a] and confident[b] for a, b in limbs])
+        rgba = colors.to_rgba_array(limb_colours)
+        rgba[:, 3] = np.where(sure, 0.9, 0.4)
+        ax.add_collection(LineCollection(segments, colors=rgba, linewidths=np.where(sure, 1.5, 0.8), zorder=2.1))
+    joint_colours = np.array([side_colour(n) for n in ks.names[:len(kp)]])
+    if ground_truth:
+        ax.scatter(kp[ok, 0], kp[ok, 1], s=size, marker="s", c="white", edgecolors=joint_colours[ok],
+                   linewidths=1.0, zorder=3)
+        return
+    filled, hollow = ok & confident, ok & ~confident
+    if filled.any():
+        ax.scatter(kp[filled, 0], kp[filled, 1], s=size, c=joint_colours[filled], edgecolors="white",
+                   linewidths=0.5, zorder=3)
+    if hollow.any():
+        ax.scatter(kp[hollow, 0], kp[hollow, 1], s=size, facecolors="none", edgecolors=joint_colours[hollow],
+                   linewidths=0.9, zorder=3)
 
 
 def legend_handles(ground_truth: bool = False, box: bool = False, confidence: float | None = CONFIDENCE,
@@ -312,25 +321,32 @@ class Tile:
     outline: np.ndarray | None = None
 
 
-def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (192, 256), fontsize: float = 7):
+def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (192, 256), fontsize: float = 7,
+           col_titles: list[str] | None = None, row_titles: list[str] | None = None):
     """Draw a grid of tiles as ONE image in one axes at `rect` (left, bottom, width, height in figure
     fractions): many small multiples in about the time of one panel. Every tile is fitted into `size`
     (w, h) pixels; a tile with a `norm` gets a thin colour bar (its limits as text, 1/N as a black tick).
-    Returns the axes; `ax.tile_norms` lists the tiles' norms, row by row."""
+    `col_titles`/`row_titles` head the columns and rows (instead of a title per tile). Returns the axes;
+    `ax.tile_norms` lists the tiles' norms, row by row."""
     nrows, ncols = len(tiles), max(len(r) for r in tiles)
     bars = any(t is not None and t.norm is not None for row in tiles for t in row)
-    cw, ch = _cell(size, bars)
+    titled = any(t is not None and t.title for row in tiles for t in row)
+    heads = (col_titles is not None, row_titles is not None)
+    cw, ch, top, left = _layout(size, bars, titled, *heads)
     # no more canvas pixels than the axes gets at MOSAIC_DPI: the image is resampled once, not at every draw
     fw, fh = fig.get_size_inches()
-    f = min(1.0, rect[2] * fw * MOSAIC_DPI / (ncols * cw), rect[3] * fh * MOSAIC_DPI / (nrows * ch))
+    f = min(1.0, rect[2] * fw * MOSAIC_DPI / (left + ncols * cw), rect[3] * fh * MOSAIC_DPI / (top + nrows * ch))
     tw, th = max(8, int(size[0] * f)), max(8, int(size[1] * f))
-    bar = max(3, tw // 16) if bars else 0
-    gx, gy = _gaps(tw, th, bars)
-    cw, ch = tw + bar + gx, th + gy
-    canvas = np.full((nrows * ch, ncols * cw, 4), 255, np.uint8)     # RGBA: matplotlib adds no alpha plane
+    cw, ch, top, left = _layout((tw, th), bars, titled, *heads)
+    bar, gy = (max(3, tw // 16) if bars else 0), ch - th
+    canvas = np.full((top + nrows * ch, left + ncols * cw, 4), 255, np.uint8)   # RGBA: no alpha plane added
     ax = fig.add_axes(rect)
     ax.set_axis_off()
-    marks, texts, norms = [], [], []
+    marks, texts, norms, points = [], [], [], {}
+    for c, text in enumerate(col_titles or []):
+        texts.append((left + c * cw + tw / 2, top - 2, text, "center", "bottom", fontsize, 0))
+    for r, text in enumerate(row_titles or []):
+        texts.append((left - 3, top + r * ch + gy + th / 2, text, "right", "center", fontsize, 90))
     for r, row in enumerate(tiles):
         for c, t in enumerate(row):
             if t is None:
@@ -338,29 +354,32 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
             h, w = t.image.shape[:2]
             f = min(tw / w, th / h)
             nw, nh = max(1, round(w * f)), max(1, round(h * f))
-            x0, y0 = c * cw + (tw - nw) // 2, r * ch + gy + (th - nh) // 2
+            x0, y0 = left + c * cw + (tw - nw) // 2, top + r * ch + gy + (th - nh) // 2
             img = cv2.resize(t.image, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
             canvas[y0:y0 + nh, x0:x0 + nw, :3] = img[..., :3]
-            texts.append((c * cw + tw / 2, r * ch + gy - 2, t.title, "center", "bottom", fontsize))
+            if t.title:
+                texts.append((left + c * cw + tw / 2, top + r * ch + gy - 2, t.title, "center", "bottom", fontsize, 0))
 
             def at(p, f=f, x0=x0, y0=y0):
                 q = np.array(p, np.float64)
                 q[..., :2] = q[..., :2] * f + [x0, y0]
                 return q
             marks.append((t, at))
+            for x, y, marker, size_, face, edge in t.points:   # one scatter per marker style, not per tile
+                points.setdefault((marker, size_, face, edge), []).append(at([x, y]))
             if t.norm is not None:
                 norms.append(t.norm)
-                bx, by = c * cw + tw + 2, r * ch + gy + (th - nh) // 2
+                bx, by = left + c * cw + tw + 2, y0
                 grad = plt.get_cmap(t.cmap)(np.linspace(1, 0, nh))[:, :3]
                 canvas[by:by + nh, bx:bx + bar, :3] = (grad[:, None, :] * 255).astype(np.uint8)
                 lo, hi = t.norm.vmin, t.norm.vmax
-                texts.append((bx + bar + 2, by, f"{hi:.2g}", "left", "top", fontsize - 1.5))
-                texts.append((bx + bar + 2, by + nh, f"{lo:.2g}", "left", "bottom", fontsize - 1.5))
+                texts.append((bx + bar + 2, by, f"{hi:.2g}", "left", "top", fontsize - 1.5, 0))
+                texts.append((bx + bar + 2, by + nh, f"{lo:.2g}", "left", "bottom", fontsize - 1.5, 0))
                 if t.uniform is not None and lo <= t.uniform <= hi:   # 1/N: a black tick across the bar
                     yu = int(np.clip(by + nh * (hi - t.uniform) / (hi - lo), by, by + nh - 1))
                     canvas[max(yu - 1, by):yu + 1, bx - 2:bx + bar + 2, :3] = 0
                     if 0.12 * nh < yu - by < 0.85 * nh:   # named only where it clears the limits' labels
-                        texts.append((bx + bar + 2, yu, "1/N", "left", "center", fontsize - 2))
+                        texts.append((bx + bar + 2, yu, "1/N", "left", "center", fontsize - 2, 0))
     ax.imshow(canvas, interpolation="nearest")
     for t, at in marks:
         if t.outline is not None:
@@ -373,35 +392,37 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
             draw_skeleton(ax, at(t.ground_truth), keypoints_set=t.keypoints_set, ground_truth=True, size=8)
         if t.skeleton is not None:
             draw_skeleton(ax, at(t.skeleton), keypoints_set=t.keypoints_set, size=8)
-        for x, y, marker, s, face, edge in t.points:
-            (px, py) = at([x, y])
-            ax.scatter([px], [py], marker=marker, s=s, facecolors=face, edgecolors=edge, linewidths=0.6, zorder=4)
-    for x, y, text, ha, va, fs in texts:
-        ax.text(x, y, text, ha=ha, va=va, fontsize=fs, clip_on=False)
+    for (marker, size_, face, edge), xy in points.items():
+        xy = np.array(xy)
+        ax.scatter(xy[:, 0], xy[:, 1], marker=marker, s=size_, facecolors=face, edgecolors=edge, linewidths=0.6,
+                   zorder=4)
+    for x, y, text, ha, va, fs, rot in texts:
+        ax.text(x, y, text, ha=ha, va=va, fontsize=fs, rotation=rot, clip_on=False)
     ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
     ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
     ax.tile_norms = norms
     return ax
 
 
-def _gaps(tw: int, th: int, bars: bool) -> tuple[int, int]:
-    """Room right of a tile (its colour bar's labels) and above it (a two-line title), in pixels."""
-    return int(tw * (0.08 + (0.24 if bars else 0.0))), int(th * 0.2)
-
-
-def _cell(size: tuple[int, int], bars: bool) -> tuple[int, int]:
+def _layout(size: tuple[int, int], bars: bool, titled: bool, col_titles: bool, row_titles: bool):
+    """(cell w, cell h, top margin, left margin) in pixels: a tile with its colour bar, the room for the
+    bar's labels and the tile's title, and the column and row headings."""
     tw, th = size
-    gx, gy = _gaps(tw, th, bars)
-    return tw + (max(3, tw // 16) if bars else 0) + gx, th + gy
+    cw = tw + (max(3, tw // 16) + int(tw * 0.24) if bars else 0) + int(tw * 0.06)
+    ch = th + int(th * (0.2 if titled else 0.04))
+    return cw, ch, int(th * 0.2) if col_titles else 0, int(tw * 0.14) if row_titles else 0
 
 
 def mosaic_size(nrows: int, ncols: int, size: tuple[int, int] = (192, 256), bars: bool = True,
-                inches_per_tile: float = 2.2, extra_w: float = 0.0, extra_h: float = 0.0) -> tuple[float, float]:
-    """The figure size (inches) a mosaic of nrows x ncols tiles needs, tiles at most `inches_per_tile` wide,
-    the whole within MAX_FIGURE_IN a side (plus `extra_w`/`extra_h` for what surrounds it)."""
-    cw, ch = _cell(size, bars)
-    f = min(inches_per_tile / cw, (MAX_FIGURE_IN - extra_w) / (ncols * cw), (MAX_FIGURE_IN - extra_h) / (nrows * ch))
-    return ncols * cw * f + extra_w, nrows * ch * f + extra_h
+                inches_per_tile: float = 2.2, extra_w: float = 0.0, extra_h: float = 0.0, titled: bool = True,
+                col_titles: bool = False, row_titles: bool = False) -> tuple[float, float]:
+    """The figure size (inches) a mosaic of nrows x ncols tiles needs (arguments as `mosaic`'s), tiles at
+    most `inches_per_tile` wide, the whole within MAX_FIGURE_IN a side (plus `extra_w`/`extra_h` for what
+    surrounds it)."""
+    cw, ch, top, left = _layout(size, bars, titled, col_titles, row_titles)
+    w, h = left + ncols * cw, top + nrows * ch
+    f = min(inches_per_tile / cw, (MAX_FIGURE_IN - extra_w) / w, (MAX_FIGURE_IN - extra_h) / h)
+    return w * f + extra_w, h * f + extra_h
 
 
 # ------------------------------------------------------------------------------------------- titles

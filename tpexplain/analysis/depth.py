@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import figures
 from ..explanation import Explanation
 from ..layout import TokenLayout
 from .results import Result
@@ -153,45 +152,67 @@ class LayerStudy(Result):
                 "queries": [ex.query_info(k) for k in self.keypoints],
                 "metrics": self.metrics}
 
-    def figure(self, where: str = "crop"):
-        """The maps (a row per layer, a column per keypoint; one keypoint: the layers side by side) over
-        line plots of the three metrics against depth."""
+    def figure(self, where: str = "crop", scale: str = "shared"):
+        """The maps as small multiples (a row per layer, a column per keypoint; one keypoint: the layers side
+        by side) on one colour scale by default (`scale` "shared"; "absolute": 0..1; "panel": each its own,
+        with its own bar), over line plots of the three metrics against depth."""
         ex = self.explanation
-        n_layers, n_kp = ex.num_layers, len(self.keypoints)
-        single = n_kp == 1
-        map_rows, map_cols = (1, n_layers + 1) if single else (n_layers, n_kp + 1)
-        width = max(2.3 * map_cols, 9.0)
-        fig = plt.figure(figsize=(width, 3.1 * map_rows + 2.6))
-        top, bottom = fig.subfigures(2, 1, height_ratios=[3.1 * map_rows, 2.6])
-        axes = top.subplots(map_rows, map_cols, squeeze=False)
-        background = ex.image if where == "image" else ex.crop_image
-        pose = ex.keypoints if where == "image" else ex.keypoints_crop_scored
-        for r in range(map_rows):
-            figures.pose_panel(axes[r][0], background, pose, title=ex.model_name if r == 0 else "")
-            for c in range(1, map_cols):
-                layer, kp = (c - 1, self.keypoints[0]) if single else (r, self.keypoints[c - 1])
-                m = ex.dependency(kp, layer=layer, head=self.head)
-                m.plot(axes[r][c], where=where, colorbar=single, title=f"{m.keypoint} · L{layer + 1}")
+        n_layers = ex.num_layers
+        if len(self.keypoints) == 1:
+            rows = [[None] + [(self.keypoints[0], layer) for layer in range(n_layers)]]
+        else:
+            rows = [[None] + [(kp, layer) for kp in self.keypoints] for layer in range(n_layers)]
+        maps = {p: ex.dependency(p[0], layer=p[1], head=self.head) for row in rows for p in row if p is not None}
         head = "mean of heads" if self.head is None else f"head {self.head}"
-        top.suptitle(f"dependency maps by layer ({head})", fontsize=10)
-        self._plot_metrics(bottom.subplots(1, 3))
+        plots_in, legend_w = 2.7, 1.9
+        fig = ex.mosaic_figure(rows, maps, where, scale, f"dependency maps by layer ({head}", plots_in, 2.0)
+        w, h = fig.get_size_inches()
+        # three plots side by side under the maps, their legend right of them, outside the data
+        axes = [fig.add_axes(((0.6 + i * (w - legend_w - 0.6) / 3) / w, 0.45 / h,
+                              ((w - legend_w - 0.6) / 3 - 0.55) / w, (plots_in - 0.95) / h)) for i in range(3)]
+        self._plot_metrics(axes)
         return fig
 
     def _plot_metrics(self, axes) -> None:
+        """Entropy, distance and local mass against depth: a keypoint's colour is its joint (shared by left
+        and right), its line style its side (solid left, dashed right, dotted midline)."""
         layers = np.arange(1, self.explanation.num_layers + 1)
         specs = (("entropy", "entropy (nats)"), ("distance_body", "mean distance (person sizes)"),
                  ("mass_within", f"mass within r={self.metrics[0]['radius_px']:.0f}px"))
+        joints = list(dict.fromkeys(_joint(kp) for kp in self.keypoints))
+        palette = plt.get_cmap("tab10" if len(joints) <= 10 else "tab20")
+        colour = {j: palette(i % palette.N) for i, j in enumerate(joints)}
         for ax, (key, label) in zip(axes, specs):
             for kp in self.keypoints:
                 ys = [r[key] for r in self.metrics if r["keypoint"] == kp]
-                ax.plot(layers, ys, marker="o", ms=3, lw=1, label=kp)
+                ax.plot(layers, ys, marker="o", ms=2.5, lw=1.1, color=colour[_joint(kp)], ls=_side_style(kp),
+                        label=kp)
             if key == "entropy":
-                ax.axhline(self.metrics[0]["entropy_max"], color="grey", ls="--", lw=0.8, label="uniform")
+                ax.axhline(self.metrics[0]["entropy_max"], color="grey", ls="--", lw=0.8)
+                ax.annotate("uniform (log N)", (layers[-1], self.metrics[0]["entropy_max"]), fontsize=6,
+                            color="grey", xytext=(0, -2), textcoords="offset points", va="top", ha="right")
             ax.set_xlabel("layer", fontsize=8)
             ax.set_title(label, fontsize=9)
             ax.set_xticks(layers)
             ax.tick_params(labelsize=7)
-        axes[0].legend(fontsize=6, ncol=2 if len(self.keypoints) > 6 else 1)
+        from matplotlib.lines import Line2D
+        handles = [Line2D([], [], color=colour[j], lw=1.5, label=j) for j in joints]
+        sides = {_side_style(kp) for kp in self.keypoints}
+        handles += [Line2D([], [], color="black", lw=1.1, ls=ls, label=name)
+                    for ls, name in (("-", "left"), ("--", "right"), (":", "midline")) if ls in sides]
+        fig = axes[-1].figure
+        fig.legend(handles=handles, fontsize=6.5, frameon=False, loc="center left", ncol=2 if len(handles) > 12 else 1,
+                   bbox_to_anchor=(axes[-1].get_position().x1 + 0.1 / fig.get_figwidth(),
+                                   axes[-1].get_position().y0 + axes[-1].get_position().height / 2))
+
+
+def _joint(name: str) -> str:
+    """The joint a keypoint names, without its side: l_wrist → wrist."""
+    return name[2:] if name[:2] in ("l_", "r_") else name
+
+
+def _side_style(name: str) -> str:
+    return "-" if name.startswith("l_") else "--" if name.startswith("r_") else ":"
 
 
 def layer_study(ex: Explanation, keypoints: str | int | list, head: int | None = None,
