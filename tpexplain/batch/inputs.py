@@ -1,4 +1,4 @@
-"""The people a batch explains (every image of a folder, every person of a COCO or detections file) and those it leaves out."""
+"""Who a batch explains (a folder's images, a COCO file's people or detections) and what it leaves out."""
 from __future__ import annotations
 
 import csv
@@ -126,17 +126,18 @@ def folder_items(folder: str | Path, boxes: str | Path | None = None) -> Items:
 
 
 def coco_items(annotations: str | Path, images: str | Path, keypoint_names: tuple[str, ...] | None = None,
-               model: str = "the model", detections: str | Path | None = None, min_score: float = 0.0) -> Items:
+               detections: str | Path | None = None, min_score: float = 0.0) -> Items:
     """Every person instance with labelled keypoints (not crowds), its bbox as the box and its labels as the
     ground truth; every other annotation, and every image without one, is listed in `skipped` with why.
 
     With `detections` (COCO detection results), the people are the detections of category 1 scoring at
     least `min_score` on the file's images, as the official pipelines take them; each is given the ground
-    truth of the annotated person it overlaps most (IoU >= 0.5, best scores first), if any. `keypoint_names`
-    (the model's): the file must label those keypoints, else a one-line ValueError.
+    truth of the annotated person it overlaps most (IoU >= 0.5, best scores first), if any. With
+    `keypoint_names` (the model's), the ground truth is in the model's order, its joints matched to the
+    file's by name (`findings` alike); a file sharing no joint with the model is refused in one line.
     """
     from ..io import check_annotation, read_coco
-    from ..training.oks import check_model_keypoints, declared_keypoints
+    from ..training.oks import declared_keypoints
     annotations, images = Path(annotations), Path(images)
     if not images.is_dir():
         raise ValueError(f"image folder not found: {images}")
@@ -146,10 +147,12 @@ def coco_items(annotations: str | Path, images: str | Path, keypoint_names: tupl
         anns = coco.loadAnns(coco.getAnnIds())            # every annotation, in the file's order
     except (ValueError, KeyError, TypeError, AssertionError) as exc:
         raise ValueError(f"not a COCO annotation file: {annotations} ({exc})") from None
-    names, set_name, sigmas = declared_keypoints(coco, annotations)
-    if keypoint_names is not None:
-        check_model_keypoints(names, set_name, annotations, tuple(keypoint_names), model)
-    sigmas = tuple(float(s) for s in sigmas) if sigmas is not None else None
+    names, _, sigmas = declared_keypoints(coco, annotations)
+    order = list(range(len(names)))     # the model's keypoint j is the file's order[j] (-1: not in the file)
+    if keypoint_names is not None:      # matched by name, as `findings` does (CrowdPose's 14 with COCO's 17)
+        from ..analysis.findings.people import keypoint_order
+        order = keypoint_order(list(names), len(names), tuple(keypoint_names), str(annotations))
+    sigmas = tuple(float(sigmas[i]) if i >= 0 else 1.0 for i in order) if sigmas is not None else None
     for image_id, file_name in files.items():   # output names are built from these: plain names only
         _check_name(file_name, f"{annotations}: image {image_id!r}: file_name")
     people, skipped = [], []        # people: (image_id, annotation, box)
@@ -158,11 +161,13 @@ def coco_items(annotations: str | Path, images: str | Path, keypoint_names: tupl
         _check_name(a.get("id"), f"{annotations}: annotation {a.get('id')!r}: id")
         person = f"ann{a['id']}"
         kp = a.get("keypoints") or []
+        ours = [kp[3 * i + 2] if i >= 0 and 3 * i + 2 < len(kp) else 0 for i in order]
         reason = ("its image_id is not among the file's images" if a.get("image_id") not in files else
                   "crowd" if a.get("iscrowd", 0) else
                   f"not a person (category_id {a['category_id']})" if a.get("category_id", 1) != 1 else
                   "annotation without keypoints" if not any(v > 0 for v in kp[2::3]) else
                   f"{len(kp) // 3} keypoints where the file declares {len(names)}" if len(kp) != 3 * len(names)
+                  else "none of its labelled keypoints is one the model predicts" if not any(v > 0 for v in ours)
                   else "no box" if "bbox" not in a else
                   "empty box" if a["bbox"][2] <= 0 or a["bbox"][3] <= 0 else None)
         if reason:
@@ -170,7 +175,7 @@ def coco_items(annotations: str | Path, images: str | Path, keypoint_names: tupl
             skipped.append(Skip(image, person, reason))
         else:
             people.append((a["image_id"], a, tuple(float(v) for v in a["bbox"])))
-    truths = _truths(people, sigmas)
+    truths = _truths(people, sigmas, order)
     if detections is not None:
         items, missed = _detection_items(detections, min_score, files, images, people, truths)
         skipped += missed
@@ -187,21 +192,27 @@ def coco_items(annotations: str | Path, images: str | Path, keypoint_names: tupl
     return _unique(items, skipped)
 
 
-def _truths(people: list, sigmas: tuple[float, ...] | None) -> dict:
-    """Each annotated person's Truth, with the other annotated people of its image."""
+def _truths(people: list, sigmas: tuple[float, ...] | None, order: list[int]) -> dict:
+    """Each annotated person's Truth in the model's keypoint order, with the other annotated people of its
+    image."""
     def labels(a):
         kp = [float(v) for v in a["keypoints"]]
-        return tuple(tuple(kp[j:j + 3]) for j in range(0, len(kp), 3))
+        return tuple(tuple(kp[3 * i:3 * i + 3]) if i >= 0 else (0.0, 0.0, 0.0) for i in order)
 
     def area(a, box):   # CrowdPose stores no area: its OKS scale is 0.53 x the box area, as in `eval`
         return float(a["area"]) if "area" in a else 0.53 * box[2] * box[3]
-    facts = {a["id"]: (i, labels(a), area(a, box), box) for i, a, box in people}
-    # another person's box only counts without OKS sigmas (PCK's scale): with them, a neighbour's changed box
-    # changes nothing of this person
-    return {ann: Truth(ann, kp, ar, box, sigmas, tuple((o, okp, oar, obox if sigmas is None else None)
-                                                       for o, (oi, okp, oar, obox) in facts.items()
-                                                       if oi == i and o != ann))
-            for ann, (i, kp, ar, box) in facts.items()}
+    by_image: dict = {}
+    for i, a, box in people:
+        by_image.setdefault(i, []).append((a["id"], labels(a), area(a, box), box))
+    truths = {}
+    for image_people in by_image.values():
+        for ann, kp, ar, box in image_people:
+            # another person's box only counts without OKS sigmas (PCK's scale): with them, a neighbour's
+            # changed box changes nothing of this person
+            others = tuple((o, okp, oar, obox if sigmas is None else None)
+                           for o, okp, oar, obox in image_people if o != ann)
+            truths[ann] = Truth(ann, kp, ar, box, sigmas, others)
+    return truths
 
 
 def _detection_items(path, min_score: float, files: dict, images: Path, people: list, truths: dict):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..progress import progress as progress_bar
 from .gallery import INDEX, gallery_html
-from .inputs import Item
+from .inputs import Item, Skip
 from .manifest import (MANIFEST, append_rows, checkpoint_fingerprint, clean_stale_temporaries, compacted,
                        is_complete, latest, output_name, read_manifest)
 from .options import FigureOptions, check_kinds, resolve_layers
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class BatchSummary:
     """What a run did. `failures` lists (input, person, figure, error); `retried` lists (input, person, why)
-    for each person tried again on a fresh worker after its worker died."""
+    for each person tried again on a fresh worker after its worker died; `not_explained` lists the input's
+    images and annotations left out (`Skip`: image, person, reason), also in the manifest."""
 
     persons: int = 0
     made: int = 0
@@ -35,6 +36,7 @@ class BatchSummary:
     failed: int = 0
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     retried: list[tuple[str, str, str]] = field(default_factory=list)
+    not_explained: list[Skip] = field(default_factory=list)
     seconds: float = 0.0
     out_dir: str = ""
     manifest: str = ""
@@ -54,6 +56,12 @@ class BatchSummary:
             people = len({(r[0], r[1]) for r in self.retried})
             text += (f"; {len(self.retried)} retr{'ies' if len(self.retried) != 1 else 'y'} of {people} "
                      f"person{'s' if people != 1 else ''} after a worker died")
+        if self.not_explained:
+            reasons: dict[str, int] = {}
+            for s in self.not_explained:
+                reasons[s.reason] = reasons.get(s.reason, 0) + 1
+            text += (f"; {len(self.not_explained)} not explained ("
+                     + ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda rn: -rn[1])) + ")")
         text += f" in {self.seconds:.1f}s; " + (f"gallery {self.index}" if self.index else
                                                  f"nothing written to {self.out_dir}")
         return ("interrupted: " if self.interrupted else "") + text
@@ -81,6 +89,8 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
     summary, never raised. Progress (`progress=False`: none) and messages go to the "tpexplain" logger.
     `scheduler`: the address of a Dask scheduler, whose cluster's workers run the tasks instead (`jobs` and
     `max_retries` are then the cluster's own; see `executors.DaskCluster`).
+    The input's images and annotations that `items` leave out (`Items.skipped`, from `coco_items` or
+    `folder_items`) are counted in the summary and listed in the manifest with why.
     """
     t_start = time.monotonic()
     kinds = check_kinds(figures)
@@ -108,7 +118,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
         if pending:
             todo.append((it, pending))
     # everything that would fail for every person fails here, before the output folder is touched
-    model = _check_model(model_name, weights, options, kinds) if todo else None
+    model = _check_model(model_name, weights, options, kinds, [it for it, _ in todo]) if todo else None
     # so is a cluster that cannot be reached; one executor runs the tasks here, on local workers or a cluster
     executor = executor_for(make_work(options, out, model_name, weights), len(todo), jobs, scheduler, model,
                             max_retries) if todo else None
@@ -118,7 +128,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out, names | {MANIFEST, INDEX})
     summary = BatchSummary(persons=len(items), skipped=skipped, out_dir=str(out), manifest=str(manifest_path),
-                           index=str(out / INDEX))
+                           index=str(out / INDEX), not_explained=list(getattr(items, "skipped", [])))
     if skipped:
         log.info(f"{skipped} figure{'s' if skipped != 1 else ''} already complete in {out}: skipped")
     failed_rows: list[dict] = []    # written at the end, and only if the run made or kept something
@@ -156,7 +166,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
                 _leave_untouched(out, created, summary)
             else:
                 append_rows(manifest_path, failed_rows, model_name, weights, checkpoint)
-                _finish(out, summary, model_name)
+                _finish(out, summary, model_name, summary.not_explained)
             summary.seconds = time.monotonic() - t_start
     if summary.interrupted:
         log.warning(f"{summary}; run the same command again to resume")
@@ -179,7 +189,7 @@ def _check_out_dir(out: Path) -> None:
         raise ValueError(f"cannot create the output folder {out}: {parent} is not a writable folder")
 
 
-def _check_model(model_name: str, weights: str | None, options: FigureOptions, kinds: list[str]):
+def _check_model(model_name: str, weights: str | None, options: FigureOptions, kinds: list[str], items: list[Item]):
     """Fail once, before any worker starts, for what would otherwise fail for every person: the model is
     loaded here (its checkpoint read and checked as every worker would) and returned."""
     from .. import zoo
@@ -194,10 +204,32 @@ def _check_model(model_name: str, weights: str | None, options: FigureOptions, k
     names = keypoint_set(zoo.keypoint_names(model_name))
     for k in options.keypoints:
         names.index(k)
+    if options.at == "gt" and not any(it.truth for it in items):
+        raise ValueError("--at gt needs ground truth: give the people with --coco ANN")
+    unable = [k for k in kinds if options.at != "pred" and not _takes_at(k)]
+    if unable:
+        raise ValueError(f"--at {options.at} is not available for the {', '.join(unable)} figure: use --at pred")
+    bad = next((it for it in items if it.truth and len(it.truth.keypoints) != len(names)), None)
+    if bad is not None:
+        raise ValueError(f"{bad.image} ({bad.label}): {len(bad.truth.keypoints)} labelled keypoints but "
+                         f"{model_name} predicts {len(names)}")
     model = load(model_name, weights)
     if "attention" in kinds:
         resolve_layers(options.layers, model.num_layers)
     return model
+
+
+def _takes_at(kind: str) -> bool:
+    """Whether the code drawing `kind` can query its keypoint at the ground truth (an `at` argument)."""
+    import inspect
+    if kind == "attention":
+        from ..explanation import Explanation
+        return all("at" in inspect.signature(f).parameters for f in (Explanation.grid, Explanation.attention_map))
+    if kind == "layers":
+        from ..analysis.depth import layer_study as draw
+    else:
+        from ..analysis.occlusion import occlusion_study as draw
+    return "at" in inspect.signature(draw).parameters
 
 
 def _leave_untouched(out: Path, created: bool, summary: BatchSummary) -> None:
@@ -211,9 +243,10 @@ def _leave_untouched(out: Path, created: bool, summary: BatchSummary) -> None:
             pass
 
 
-def _finish(out: Path, summary: BatchSummary, model_name: str) -> None:
-    """Compact the manifest (latest row per output) and write the gallery, both atomically."""
-    rows = compacted(out / MANIFEST)
+def _finish(out: Path, summary: BatchSummary, model_name: str, skipped: list[Skip]) -> None:
+    """Compact the manifest (latest row per output, then the inputs not explained) and write the gallery,
+    both atomically."""
+    rows = compacted(out / MANIFEST, skipped)
     # rewritten only when changed, so a run that had nothing to do leaves every file untouched
     _write_if_changed(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in rows) if rows else None)
     _write_if_changed(out / INDEX, gallery_html(rows, title=f"tpexplain batch · {model_name}"))

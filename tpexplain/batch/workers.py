@@ -148,6 +148,7 @@ def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str, 
         if any(k in ("attention", "layers") for k in kinds):
             t = time.perf_counter()
             ex = pm.explain(image, bbox=box, flip=options.flip, query=options.query)
+            item.dress(ex, pm.name)         # titles name image, person, model; the ground truth drawn
             t_explain = time.perf_counter() - t
         else:
             t_explain = 0.0
@@ -161,8 +162,9 @@ def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str, 
         t = time.perf_counter()
         try:
             path = Path(out_dir) / row["output"]
-            row["results"], shown = make_figure(kind, pm, ex, image, box, options, path)
+            row["results"], shown = make_figure(kind, pm, ex, image, box, options, path, item)
             row["keypoints"] = keypoints or keypoint_record(shown)
+            row["accuracy"] = item.accuracy(shown.keypoints)    # OKS, PCK against the ground truth
             row["bytes"], row["sha256"] = file_digest(path)     # what a resumed run checks the file against
             row["status"] = "ok"
         except Exception as exc:
@@ -172,30 +174,41 @@ def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str, 
     return rows
 
 
-def make_figure(kind: str, pm, ex, image, box, options: FigureOptions, path: Path) -> tuple[dict | None, object]:
+def make_figure(kind: str, pm, ex, image, box, options: FigureOptions, path: Path, item: Item | None = None
+                ) -> tuple[dict | None, object]:
     """Draw and atomically save one figure: (the numbers behind it for the manifest, the clean Explanation)."""
     # save_figure writes through tpexplain.io.atomic_path: a figure on disk is always whole
     from ..figures import save_figure
     if kind == "attention":
         layers = resolve_layers(options.layers, ex.num_layers)
         if len(options.keypoints) == 1 and len(layers) == 1:
-            fig = ex.attention_map(options.mode, options.keypoints[0], layers[0], options.head).figure(options.where)
+            fig = ex.attention_map(options.mode, options.keypoints[0], layers[0], options.head,
+                                   at=options.at).figure(options.where)
         else:
-            fig = ex.grid(list(options.keypoints), layers, options.mode, options.head, options.where)
+            fig = ex.grid(list(options.keypoints), layers, options.mode, options.head, options.where,
+                          **_at(options))
         save_figure(fig, path, dpi=options.dpi, force=options.replace)
         return None, ex
     if kind == "layers":
         from ..analysis.depth import layer_study
-        study = layer_study(ex, list(options.keypoints), head=options.head)
+        study = layer_study(ex, list(options.keypoints), head=options.head, **_at(options))
         save_figure(study.figure(options.where), path, dpi=options.dpi, force=options.replace)
         return {"metrics": rounded(study.metrics)}, ex
     if kind == "occlusion":
         from ..analysis.occlusion import occlusion_study
         study = occlusion_study(pm, image, options.occlusion_keypoint, bbox=box, region=options.region,
-                                part=options.part, fill=options.fill, flip=options.flip)
+                                part=options.part, fill=options.fill, flip=options.flip, **_at(options))
+        if item is not None:
+            item.dress(study.before, pm.name)
+            item.dress(study.after, pm.name)
         save_figure(study.figure(), path, dpi=options.dpi, force=options.replace)
         return rounded(study.summary()), study.before
     raise ValueError(f"unknown figure kind '{kind}'; use {', '.join(FIGURE_KINDS)}")
+
+
+def _at(options: FigureOptions) -> dict:
+    # only a non-default `at` is passed on: the batch checks first that the figure's code takes it
+    return {"at": options.at} if options.at != "pred" else {}
 
 
 def rounded(value):

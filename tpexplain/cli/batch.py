@@ -16,6 +16,14 @@ log = logging.getLogger(__name__)
               help="Person boxes for FOLDER's images: JSON {image: [[x,y,w,h], ...]} or CSV image,x,y,w,h.")
 @click.option("--coco", default=None, type=click.Path(), help="COCO person-keypoints file: every annotated person.")
 @click.option("--images", default=None, type=click.Path(), help="Folder of the COCO file's images.")
+@click.option("--detections", default=None, type=click.Path(),
+              help="COCO detection results (image_id, category_id, bbox, score) on --coco's images: explain "
+                   "the detected people, as the official pipelines take them, each with the ground truth it "
+                   "overlaps (IoU >= 0.5).")
+@click.option("--min-score", type=click.FloatRange(min=0.0), default=0.5, show_default=True,
+              help="--detections: leave out detections scoring below this.")
+@click.option("--at", "at", type=click.Choice(["pred", "gt"]), default="pred", show_default=True,
+              help="Query the keypoint at its predicted position or its ground-truth one (needs --coco).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--figures", default="attention", show_default=True,
               help="Comma list of figure kinds: attention, layers, occlusion.")
@@ -45,10 +53,13 @@ log = logging.getLogger(__name__)
 @click.option("--force", is_flag=True, help="Redo every output, even complete ones.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (-q also hides it).")
 @click.pass_context
-def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, mode, head, where, occlude_keypoint,
-          part, region, fill, query, model_name, weights, flip, decode, jobs, dpi, fmt, force, no_progress,
-          scheduler):
-    """Figures for every image of FOLDER (whole, or per --boxes) or every person of a --coco file.
+def batch(ctx, folder, boxes, coco, images, detections, min_score, at, out_dir, figures, keypoint, layer, mode,
+          head, where, occlude_keypoint, part, region, fill, query, model_name, weights, flip, decode, jobs, dpi, fmt,
+          force, no_progress, scheduler):
+    """Figures for every image of FOLDER (whole, or per --boxes) or every person of a --coco file (or of
+    its --detections), with the ground truth drawn and each person's OKS and PCK in the manifest.
+
+    Every image and annotation of the input is accounted for: made, failed or not explained, with why.
 
     Resumable: a re-run skips complete outputs (same person, box, options and weights, file unchanged).
     A person whose worker dies is retried on a fresh worker (twice at most). Writes OUT/manifest.jsonl and
@@ -62,17 +73,23 @@ def batch(ctx, folder, boxes, coco, images, out_dir, figures, keypoint, layer, m
         raise click.UsageError("--coco needs --images")
     if boxes and not folder:
         raise click.UsageError("--boxes goes with an image FOLDER")
+    if detections and not coco:
+        raise click.UsageError("--detections needs --coco ANN (its image list) and --images DIR")
+    if at == "gt" and not coco:
+        raise click.UsageError("--at gt needs ground truth: --coco ANN --images DIR")
     keypoints = parse_keypoints(keypoint, model_name)
     occluded = parse_keypoints(occlude_keypoint, model_name, "--occlude-keypoint")
     if len(occluded) != 1:
         raise click.BadParameter("give one keypoint", param_hint="'--occlude-keypoint'")
     check_output_dir(out_dir, "--out", parents=True)
-    items = coco_items(coco, images) if coco else folder_items(folder, boxes)
+    from ..zoo import keypoint_names
+    items = (coco_items(coco, images, keypoint_names(model_name), detections, min_score) if coco
+             else folder_items(folder, boxes))
     figure_options = FigureOptions(
         keypoints=tuple(keypoints), layers=layer, mode=mode, head=head, where=where,
         occlusion_keypoint=occluded[0], part=part, region=parse_bbox(region, name="--region") if region else None,
         fill=fill,
-        flip=flip, decode=decode, query=query, dpi=dpi, format=fmt)
+        flip=flip, decode=decode, query=query, at=at, dpi=dpi, format=fmt)
     summary = run_batch(items, figures.split(","), out_dir, model_name, weights, jobs, figure_options,
                         force=force, progress=not no_progress, scheduler=scheduler)
     log.info(str(summary))
