@@ -1,4 +1,4 @@
-"""The official top-down evaluation protocol's pieces: box cleaning, rescoring, OKS, OKS-NMS, keypoint sets, detections."""
+"""The official top-down evaluation's pieces: box cleaning, rescoring, OKS, OKS-NMS, keypoint sets, detections."""
 from __future__ import annotations
 
 from pathlib import Path
