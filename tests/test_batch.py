@@ -419,11 +419,13 @@ def test_ground_truth_on_the_explanation_and_queried_at_it(coco_dir, small_weigh
         "image": "000000000785.jpg", "person": "annotation 442619", "model": "default"}
     gt = np.array(json.loads((coco_dir / "test_coco.json").read_text())["annotations"][0]["keypoints"]).reshape(-1, 3)
     assert np.array_equal(ex.ground_truth, gt)
-    opts = FigureOptions(keypoints=("l_ankle",), dpi=40, at="gt")
+    opts = FigureOptions(keypoints=("l_ankle", "r_wrist"), dpi=40, at="gt", part="left_leg")
     assert opts.signature("attention")["at"] == "gt" and "at" not in FigureOptions().signature("attention")
-    s = run_batch(items[:1], ["attention"], tmp_path / "o", weights=str(small_weights), jobs=1, options=opts,
-                  progress=False)
-    assert s.made == 1, s.failures
+    s = run_batch(items[:1], ["attention", "layers", "occlusion"], tmp_path / "o", weights=str(small_weights),
+                  jobs=1, options=opts, progress=False)
+    assert s.made == 3, s.failures
+    rows = {r["figure"]: r for r in read_manifest(tmp_path / "o" / "manifest.jsonl")}
+    assert rows["occlusion"]["results"]["query_before"]["at"] == "gt"
     with pytest.raises(ValueError, match="--at gt needs ground truth"):
         run_batch([Item(items[0].image, "image")], ["attention"], tmp_path / "p", weights=str(small_weights),
                   options=opts, progress=False)

@@ -56,12 +56,19 @@ class Item:
             return f"box {int(p[3:]) + 1}"
         return "whole image"
 
+    @property
+    def ground_truth(self):
+        """The ground truth as a (K, 3) array (x, y, v in image pixels), or None."""
+        if self.truth is None:
+            return None
+        import numpy as np
+        return np.array(self.truth.keypoints, np.float64)
+
     def dress(self, ex, model: str) -> None:
         """Tell an Explanation of this person which image, person and model it is, and its ground truth."""
         ex.meta.update(image=Path(self.image).name, person=self.label, model=model)
         if self.truth is not None:
-            import numpy as np
-            ex.ground_truth = np.array(self.truth.keypoints, np.float64)
+            ex.ground_truth = self.ground_truth
 
     def accuracy(self, keypoints) -> dict | None:
         """The prediction `keypoints` (K, 2+) against the ground truth: OKS, PCK and whether it fits another

@@ -229,6 +229,7 @@ def _takes_at(kind: str) -> bool:
         from ..analysis.depth import layer_study as draw
     else:
         from ..analysis.occlusion import occlusion_study as draw
+        return {"at", "ground_truth"} <= set(inspect.signature(draw).parameters)
     return "at" in inspect.signature(draw).parameters
 
 

@@ -197,7 +197,7 @@ def make_figure(kind: str, pm, ex, image, box, options: FigureOptions, path: Pat
     if kind == "occlusion":
         from ..analysis.occlusion import occlusion_study
         study = occlusion_study(pm, image, options.occlusion_keypoint, bbox=box, region=options.region,
-                                part=options.part, fill=options.fill, flip=options.flip, **_at(options))
+                                part=options.part, fill=options.fill, flip=options.flip, **_at(options, item))
         if item is not None:
             item.dress(study.before, pm.name)
             item.dress(study.after, pm.name)
@@ -206,9 +206,12 @@ def make_figure(kind: str, pm, ex, image, box, options: FigureOptions, path: Pat
     raise ValueError(f"unknown figure kind '{kind}'; use {', '.join(FIGURE_KINDS)}")
 
 
-def _at(options: FigureOptions) -> dict:
-    # only a non-default `at` is passed on: the batch checks first that the figure's code takes it
-    return {"at": options.at} if options.at != "pred" else {}
+def _at(options: FigureOptions, item: Item | None = None) -> dict:
+    # only a non-default `at` is passed on (the batch checks first that the figure's code takes it), with the
+    # person's ground truth for code that takes it as an argument (occlusion_study)
+    if options.at == "pred":
+        return {}
+    return {"at": options.at} if item is None else {"at": options.at, "ground_truth": item.ground_truth}
 
 
 def rounded(value):
