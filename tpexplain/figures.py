@@ -108,7 +108,7 @@ def skeleton_legend(target, ground_truth: bool = False, box: bool = False, confi
                     query: bool = False, **kwargs):
     """The skeleton legend on an axes (below it) or a figure (along its bottom edge); outside the data."""
     handles = legend_handles(ground_truth, box, confidence, query)
-    opts = dict(fontsize=6, frameon=False, handlelength=1.6, columnspacing=0.9)
+    opts = {"fontsize": 6, "frameon": False, "handlelength": 1.6, "columnspacing": 0.9}
     if hasattr(target, "transAxes"):
         opts.update(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
     else:
@@ -213,7 +213,7 @@ def add_colorbar(im, ax, uniform: float | None = None, label: str | None = None,
     """A colour bar for `im` (an image or a `ScalarMappable`) beside `ax` (an axes: as tall as its image;
     or a list of axes: beside them all), 1/N marked when `uniform` is given; `ticks` bounds the tick count."""
     if isinstance(ax, (list, tuple)):
-        opts = dict(fraction=0.046, pad=0.02)
+        opts = {"fraction": 0.046, "pad": 0.02}
         opts.update(kwargs)
         cb = ax[0].figure.colorbar(im, ax=list(ax), **opts)
     else:
@@ -447,6 +447,7 @@ def fit_dpi(fig, dpi: float) -> float:
     """`dpi`, lowered so the figure's longest side is at most MAX_SIDE_PX pixels and its area at most
     MAX_AREA_PX (a photo-filled PNG then stays a few MB)."""
     w, h = fig.get_size_inches()
+    w, h = w * 1.05, h * 1.05      # what the tight bounding box may add: labels reaching past the edge
     return min(float(dpi), MAX_SIDE_PX / max(w, h), (MAX_AREA_PX / (w * h)) ** 0.5)
 
 

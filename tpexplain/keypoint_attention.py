@@ -27,6 +27,8 @@ class KeypointAttention(figures.Displayable):
     head: int | None
     model_name: str = "model"
     num_layers: int = field(default=0, repr=False)
+    caption: str = ""            # image · person · model, for titles (`Explanation.caption`)
+    uniform: float | None = None  # 1/N over all N tokens: a uniform row's value, marked on colour bars
 
     @property
     def title(self) -> str:
@@ -34,12 +36,12 @@ class KeypointAttention(figures.Displayable):
         return f"layer {self.layer + 1} · {head}"
 
     def plot(self, ax=None, vmax: float | None = None, colorbar: bool = True, labels: bool = True,
-             title: str | None = None):
+             title: str | None = None, vmin: float = 0.0):
         """The matrix as a heat map with keypoint names on both axes."""
         if ax is None:
             _, ax = plt.subplots(figsize=(5.2, 4.6))
         k = len(self.names)
-        im = ax.imshow(self.values, cmap=CMAP, vmin=0.0, vmax=vmax if vmax is not None else float(self.values.max()))
+        im = ax.imshow(self.values, cmap=CMAP, vmin=vmin, vmax=vmax if vmax is not None else float(self.values.max()))
         ax.set_xticks(range(k))
         ax.set_yticks(range(k))
         ax.set_xticklabels(self.names if labels else [], rotation=90, fontsize=6)
@@ -47,16 +49,16 @@ class KeypointAttention(figures.Displayable):
         ax.tick_params(length=0)
         ax.set_title(self.title if title is None else title, fontsize=8)
         if colorbar:
-            cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-            cb.ax.tick_params(labelsize=6)
+            figures.add_colorbar(im, [ax], self.uniform)
         return im
 
-    def figure(self):
-        fig, ax = plt.subplots(figsize=(5.2, 4.8))
-        self.plot(ax)
+    def figure(self, scale: str = "panel"):
+        """The matrix under a title naming the image, person and model; `scale` "absolute" draws it on 0..1."""
+        fig, ax = plt.subplots(figsize=(5.4, 5.0))
+        self.plot(ax, vmax=1.0 if figures.check_scale(scale) == "absolute" else None)
         ax.set_xlabel("attended keypoint token", fontsize=7)
         ax.set_ylabel("querying keypoint token", fontsize=7)
-        fig.suptitle(f"{self.model_name}: keypoint-to-keypoint attention", fontsize=9)
+        fig.suptitle(f"{self.caption or f'model {self.model_name}'}\nkeypoint-to-keypoint attention", fontsize=9)
         return fig
 
 
@@ -79,28 +81,34 @@ def keypoint_attention(explanation, layer: int = -1, head: int | None = None) ->
         rows = rows[head]
     rows = rows.float().cpu().numpy()
     return KeypointAttention(rows[:, :k], rows[:, k:].sum(1), tuple(names), index, head, ex.model_name,
-                             ex.num_layers)
+                             ex.num_layers, ex.caption, 1.0 / ex.layout.num_tokens)
 
 
-def layers_figure(maps: list[KeypointAttention], columns: int = 4):
-    """Several layers side by side on one colour scale, names on the outer axes."""
+def layers_figure(maps: list[KeypointAttention], columns: int = 4, scale: str = "shared"):
+    """Several layers side by side, names on the outer axes; one colour range for all ("shared", the
+    default), each its own ("panel"), or 0..1 ("absolute"); 1/N marked on the colour bars."""
+    figures.check_scale(scale)
     n = len(maps)
     if n == 1:
-        return maps[0].figure()
+        return maps[0].figure(scale)
     cols = min(columns, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.2 * rows), squeeze=False)
-    vmax = max(float(m.values.max()) for m in maps)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 0.6, 3.2 * rows + 0.5), squeeze=False)
+    vmax = 1.0 if scale == "absolute" else max(float(m.values.max()) for m in maps)
     im = None
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.set_axis_off()
             continue
-        im = maps[i].plot(ax, vmax=vmax, colorbar=False, labels=True)
+        im = maps[i].plot(ax, vmax=None if scale == "panel" else vmax, colorbar=scale == "panel", labels=True)
         if i % cols:
             ax.set_yticklabels([])
         if i < n - cols:
             ax.set_xticklabels([])
-    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02).ax.tick_params(labelsize=6)
-    fig.suptitle(f"{maps[0].model_name}: keypoint-to-keypoint attention (rows attend to columns)", fontsize=10)
+    if scale != "panel":
+        figures.add_colorbar(im, axes.ravel().tolist(), maps[0].uniform, label=f"attention ({scale} scale)",
+                             fraction=0.02, pad=0.02)
+    who = maps[0].caption or f"model {maps[0].model_name}"
+    fig.suptitle(f"{who}\nkeypoint-to-keypoint attention (rows attend to columns; colour scale: {scale})",
+                 fontsize=10)
     return fig

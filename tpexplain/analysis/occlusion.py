@@ -47,6 +47,7 @@ class OcclusionStudy(Result):
     masses_after: dict[str, float]
     displacements_px: dict[str, float]   # every keypoint
     symmetric: dict | None = None        # the mirror-joint numbers, when made by `symmetric_study`
+    at: str = "pred"                     # the joint hidden and queried: predicted, or ground truth ("gt")
 
     def summary(self) -> dict:
         keys = ("keypoint", "hidden", "fill", "displacement_px", "displacement_norm", "peak_before", "peak_after",
@@ -55,8 +56,10 @@ class OcclusionStudy(Result):
         out["mass_shift"] = {r: self.masses_after[r] - self.masses_before[r] for r in REGIONS}
         out["hidden_pixels"] = int(self.mask.sum())
         out["model"] = self.before.model_name
-        out["query_before"] = self.before.query_info(self.keypoint)   # the token the dependency maps use
-        out["query_after"] = self.after.query_info(self.keypoint)
+        out["query_before"] = self.before.query_info(self.keypoint, at=self.at)   # the token the maps use
+        out["query_after"] = self.after.query_info(self.keypoint, at=self.at)
+        if self.at == "gt":
+            out["at"] = "gt"
         if self.symmetric is not None:
             out["symmetric"] = dict(self.symmetric)
         return out
@@ -79,20 +82,33 @@ class OcclusionStudy(Result):
             lines.append(f"{r:<11} {b:>7.3f} {a:>7.3f} {a - b:>+7.3f}")
         return "\n".join(lines)
 
-    def figure(self):
-        """Before (top) and after (bottom): pose, the keypoint's heatmap, its dependency map; region masses."""
-        fig = plt.figure(figsize=(12, 7.6))
-        grid = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 1.3], wspace=0.45)
+    def figure(self, scale: str = "shared"):
+        """Before (top) and after (bottom): pose (with the ground truth when known), the keypoint's heatmap, its
+        dependency map; region masses. `scale` "shared" (default) draws before and after on one colour range per
+        kind, so a drop shows as a change of colour; "panel": each its own; "absolute": heatmaps and attention
+        on 0..1. The dependency bars mark 1/N."""
+        figures.check_scale(scale)
+        fig = plt.figure(figsize=(12.5, 8.2))
+        grid = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 1.3], wspace=0.5, left=0.03, right=0.97, top=0.86,
+                                bottom=0.1)
         k = self.before.keypoint(self.keypoint)
         mask_crop = cv2.warpAffine(self.mask.astype(np.float32), self.before.crop.to_crop,
                                    self.before.input_size[::-1], flags=cv2.INTER_NEAREST)
-        for row, (ex, label) in enumerate(((self.before, "before"), (self.after, "after"))):
+        pair = (self.before, self.after)
+        heats = [cv2.resize(ex.heatmaps[k].float().numpy(), ex.input_size[::-1], interpolation=cv2.INTER_LINEAR)
+                 for ex in pair]
+        deps = [ex.dependency(k, at=self.at) for ex in pair]
+        heat_lims = figures.limits(heats, scale)
+        dep_lims = figures.limits([d.values for d in deps], scale)
+        for row, (ex, label) in enumerate(zip(pair, ("before", "after"))):
             axes = [fig.add_subplot(grid[row, c]) for c in range(3)]
-            figures.pose_panel(axes[0], ex.crop_image, ex.keypoints_crop_scored, title=f"{label}: prediction")
-            heat = cv2.resize(ex.heatmaps[k].float().numpy(), ex.input_size[::-1], interpolation=cv2.INTER_LINEAR)
-            figures.overlay(axes[1], ex.crop_image, heat, tuple(ex.keypoints_crop[k]), colorbar=True,
-                            title=f"{label}: {self.keypoint} heatmap, peak {float(ex.heatmaps[k].max()):.3f}")
-            ex.dependency(k).plot(axes[2], title=f"{label}: {self.keypoint} dependency (last layer)")
+            ex.pose_panel(axes[0], title=f"{label}: prediction", legend=row == 1)
+            im = figures.overlay(axes[1], ex.crop_image, heats[row], tuple(ex.keypoints_crop[k]), colorbar=False,
+                                 vmin=heat_lims[row][0], vmax=heat_lims[row][1],
+                                 title=f"{label}: {self.keypoint} heatmap\npeak {float(ex.heatmaps[k].max()):.3f}")
+            figures.add_colorbar(im, axes[1])
+            deps[row].plot(axes[2], vmin=dep_lims[row][0], vmax=dep_lims[row][1],
+                           title=f"{label}: {self.keypoint} dependency\nlayer {deps[row].layer + 1}")
             if row == 1 and mask_crop.any():
                 for ax in axes:
                     ax.contour(mask_crop, levels=[0.5], colors="white", linewidths=1.0, linestyles="--")
@@ -105,15 +121,21 @@ class OcclusionStudy(Result):
         ax.legend(fontsize=8)
         ax.set_title(f"{self.keypoint}: displacement {self.displacement_px:.1f}px "
                      f"({self.displacement_norm:.2f} person)\npeak drop {self.peak_drop:+.3f}", fontsize=9)
-        fig.suptitle(f"{self.before.model_name}: hide {self.hidden} ({self.fill} fill)", fontsize=10)
+        fig.suptitle(f"{self.before.caption}\nhide {self.hidden} ({self.fill} fill), keypoint {self.keypoint}; "
+                     f"hidden area dashed white; colour scale: {scale}", fontsize=10)
         return fig
 
 
 def occlusion_study(pose_model, image, keypoint: str | int, bbox: tuple | None = None,
                     region: tuple | np.ndarray | None = None, part: str | None = None,
-                    fill: str = "mean", seed: int = 0, flip: bool = True) -> OcclusionStudy:
+                    fill: str = "mean", seed: int = 0, flip: bool = True, ground_truth: np.ndarray | None = None,
+                    at: str = "pred") -> OcclusionStudy:
     """Hide `region` (x, y, w, h image pixels, or a mask) or a body `part` (default: the keypoint itself)
     and compare `keypoint`'s prediction, heatmap peak and dependency map before and after.
+
+    `ground_truth` (K, 3) is the person's labelled pose (image pixels, COCO's x, y, v), kept on both
+    explanations; `at` "gt" places the hidden part and the dependency query at the ground-truth joints
+    instead of the predicted ones.
 
     Dependency masses are sorted into the regions of the clean pose (`region_masks`), before and after.
     """
@@ -129,11 +151,15 @@ def occlusion_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
     else:
         region_mask(img.shape, region)
     before = pose_model.explain(img, bbox=bbox, flip=flip)
+    before.ground_truth = ground_truth
+    if at == "gt":
+        before.query(k, at="gt")                # no ground truth, or the joint unlabelled: one line, here
     if region is None:
-        mask, hidden = part_region(before, part), part_joints(part, before.keypoint_set)[0]
+        mask, hidden = part_region(before, part, at), part_joints(part, before.keypoint_set)[0]
     else:
         mask, hidden = region_mask(img.shape, region), describe_region(region)
     after = pose_model.explain(hide(img, mask, fill, seed), bbox=bbox, flip=flip)
+    after.ground_truth = ground_truth
 
     disp = np.hypot(*(after.keypoints[:, :2] - before.keypoints[:, :2]).T)
     disp_crop = float(np.hypot(*(after.keypoints_crop[k] - before.keypoints_crop[k])))
@@ -144,20 +170,21 @@ def occlusion_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
         displacement_px=float(disp[k]), displacement_norm=disp_crop / person_size(before),
         peak_before=float(hb.max()), peak_after=float(ha.max()), peak_drop=float(hb.max() - ha.max()),
         value_at_clean_peak_after=float(ha.flatten()[clean_peak]),
-        masses_before=_masses(before, before, k), masses_after=_masses(before, after, k),
-        displacements_px={before.keypoint_names[i]: float(d) for i, d in enumerate(disp)})
+        masses_before=_masses(before, before, k, at), masses_after=_masses(before, after, k, at),
+        displacements_px={before.keypoint_names[i]: float(d) for i, d in enumerate(disp)}, at=at)
 
 
-def _masses(clean: Explanation, ex: Explanation, k: int) -> dict[str, float]:
+def _masses(clean: Explanation, ex: Explanation, k: int, at: str = "pred") -> dict[str, float]:
     """k's last-layer dependency mass per body region of the clean pose (nan for keypoints without a
     known set, which have no skeleton to draw the regions from)."""
     if not clean.keypoint_set.skeleton:
         return {r: float("nan") for r in REGIONS}
-    return region_masses(clean, ex.dependency(k).values, k)
+    return region_masses(clean, ex.dependency(k, at=at).values, k)
 
 
 def symmetric_study(pose_model, image, keypoint: str | int, bbox: tuple | None = None, fill: str = "mean",
-                    seed: int = 0, flip: bool = True) -> dict:
+                    seed: int = 0, flip: bool = True, ground_truth: np.ndarray | None = None,
+                    at: str = "pred") -> dict:
     """Hide a keypoint that has a mirror joint (l_ankle ↔ r_ankle) and measure how much of its dependency
     mass moves onto the mirror joint (and onto the adjacent joints).
 
@@ -170,7 +197,8 @@ def symmetric_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
     names = pose_model.keypoint_names
     if mirror == k:
         raise ValueError(f"'{names[k]}' has no mirror joint; use a left or right keypoint")
-    s = occlusion_study(pose_model, image, k, bbox=bbox, part=names[k], fill=fill, seed=seed, flip=flip)
+    s = occlusion_study(pose_model, image, k, bbox=bbox, part=names[k], fill=fill, seed=seed, flip=flip,
+                        ground_truth=ground_truth, at=at)
     b, a = s.masses_before, s.masses_after
     s.symmetric = {"keypoint": names[k], "mirror": names[mirror], "fill": fill,
                    "mirror_mass_before": b["symmetric"], "mirror_mass_after": a["symmetric"],

@@ -139,33 +139,55 @@ class SensitivityMap(Result):
                 for r, y in enumerate(self.starts_y) for c, x in enumerate(self.starts_x)]
         return ["keypoint", "row", "col", "y", "x", "window", "drop"], rows
 
-    def figure(self, keypoint: str | int | list | None = None, layer: int = -1):
-        """Per keypoint: the occlusion-sensitivity map beside the attention dependency map, with their ρ."""
+    def figure(self, keypoint: str | int | list | None = None, layer: int = -1, scale: str = "shared"):
+        """Per keypoint: the occlusion-sensitivity map (the drop, signed: a diverging scale centred at 0)
+        beside the attention dependency map (1/N marked), with their ρ. `scale`: one colour range per kind for
+        all keypoints ("shared"), each panel its own ("panel"), or the absolute range (drops -1..1,
+        attention 0..1)."""
         ex = self.explanation
         if ex is None:
             raise ValueError("the figure needs the sweep's explanation")
+        figures.check_scale(scale)
         kps = self.keypoints if keypoint is None else ([keypoint] if isinstance(keypoint, (str, int)) else keypoint)
         kps = [self.keypoints[self.index(k)] for k in kps]
-        if len(kps) == 1:
-            fig, axes = plt.subplots(1, 3, figsize=(9.6, 4.2))
-            axes = axes[:, None] if axes.ndim == 1 else axes
-            figures.pose_panel(axes[0, 0], ex.crop_image, ex.keypoints_crop_scored, title=ex.model_name)
+        deps = [ex.dependency(kp, layer=layer) for kp in kps]
+        drops = [self.on_crop(kp) for kp in kps]
+        drop_lims = figures.limits(drops, scale, signed=True)
+        dep_lims = figures.limits([d.values for d in deps], scale)
+        single = len(kps) == 1
+        if single:
+            fig, axes = plt.subplots(1, 3, figsize=(10.4, 4.6))
+            axes = axes[:, None]
+            ex.pose_panel(axes[0, 0], legend=True)
             cells = [(axes[1, 0], axes[2, 0])]
         else:    # pairs of rows (sensitivity over attention), at most 6 keypoints across
             cols = min(len(kps), 6)
             bands = -(-len(kps) // cols)
-            fig, axes = plt.subplots(2 * bands, cols, figsize=(2.3 * cols, 6.4 * bands), squeeze=False)
+            fig, axes = plt.subplots(2 * bands, cols, figsize=(2.5 * cols + 1.2, 6.4 * bands + 0.8), squeeze=False)
             cells = [(axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]) for i in range(len(kps))]
             for i in range(len(kps), bands * cols):
                 axes[2 * (i // cols), i % cols].set_axis_off()
                 axes[2 * (i // cols) + 1, i % cols].set_axis_off()
-        for (ax_s, ax_a), kp in zip(cells, kps):
-            dep = ex.dependency(kp, layer=layer)
+        own_bars = single or scale == "panel"
+        im_s = im_a = None
+        for (ax_s, ax_a), kp, dep, drop, dl, al in zip(cells, kps, deps, drops, drop_lims, dep_lims):
             rho = self.rank_correlation(dep)
-            figures.overlay(ax_s, ex.crop_image, self.on_crop(kp), dep.query_crop, colorbar=len(kps) == 1,
-                            title=f"{kp}: occlusion drop ({self.window}/{self.stride})")
-            dep.plot(ax_a, colorbar=len(kps) == 1, title=f"{kp}: attention L{dep.layer + 1} · ρ={rho:.2f}")
-        fig.suptitle(f"occlusion sensitivity vs attention ({self.fill} fill)", fontsize=10)
+            im_s = figures.overlay(ax_s, ex.crop_image, drop, dep.query_crop, colorbar=False, signed=True,
+                                   vmin=dl[0], vmax=dl[1], title=f"{kp}: occlusion drop\n(window {self.window}, "
+                                                                  f"stride {self.stride})")
+            im_a = dep.plot(ax_a, colorbar=False, vmin=al[0], vmax=al[1],
+                            title=f"{kp}: attention, layer {dep.layer + 1}\nρ={rho:.2f}")
+            if own_bars:
+                figures.add_colorbar(im_s, ax_s, label="heatmap drop" if single else None)
+                figures.add_colorbar(im_a, ax_a, dep.uniform)
+        if not own_bars:
+            top = [a for pair in cells for a in pair[:1]]
+            bottom = [a for pair in cells for a in pair[1:]]
+            figures.add_colorbar(im_s, top, label=f"heatmap drop ({scale} scale)", fraction=0.02, pad=0.02)
+            figures.add_colorbar(im_a, bottom, deps[0].uniform, label=f"attention ({scale} scale)", fraction=0.02,
+                                 pad=0.02)
+        fig.suptitle(f"{ex.caption}\nocclusion sensitivity vs attention ({self.fill} fill; drop: red = the "
+                     f"keypoint's heatmap fell, blue = it rose; colour scale: {scale})", fontsize=9)
         return fig
 
 

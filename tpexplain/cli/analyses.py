@@ -66,9 +66,12 @@ def _write_all(paths: tuple[Path, Path, Path], fig, csv_text: str, json_text: st
               help="Radius (crop pixels) for the near-query mass (default: a tenth of the person's size).")
 @click.option("--on", "where", type=click.Choice(["crop", "image"]), default="crop", show_default=True,
               help="Draw over the model's input crop or the original image.")
+@click.option("--scale", type=click.Choice(["panel", "shared", "absolute"]), default="shared", show_default=True,
+              help="Colour scale of the maps: each panel its own range, one range for all, or 0..1 (1/N is "
+                   "marked on the colour bars).")
 @query
 @figure_options
-def layers(image, keypoint, head, radius, where, query, model_name, weights, flip, decode, bbox, out, force):
+def layers(image, keypoint, head, radius, where, scale, query, model_name, weights, flip, decode, bbox, out, force):
     """How a keypoint's dependency map changes with depth: maps per layer, entropy, distance, local mass.
 
     Writes the figure to -o and the numbers beside it: the same name with .csv and .json (side outputs,
@@ -83,7 +86,7 @@ def layers(image, keypoint, head, radius, where, query, model_name, weights, fli
     img, box = _read(image, bbox)
     ex = load(model_name, weights, decode=decode).explain(img, bbox=box, flip=flip, query=query)
     study = layer_study(ex, keypoints, head=head, radius=radius)
-    _write_all(paths, study.figure(where), study.to_csv(), study.to_json(), inputs, force)
+    _write_all(paths, study.figure(where, scale=scale), study.to_csv(), study.to_json(), inputs, force)
     click.echo(study.table())
     click.echo(str(paths[0]))
 

@@ -17,9 +17,13 @@ from .options import figure_options, keypoint_tag, parse_keypoints, parse_layers
 @click.option("--head", type=int, default=None, help="One attention head (default: the mean of heads).")
 @click.option("--on", "where", type=click.Choice(["crop", "image"]), default="crop", show_default=True,
               help="Draw over the model's input crop or the original image.")
+@click.option("--scale", type=click.Choice(["panel", "shared", "absolute"]), default="panel", show_default=True,
+              help="Colour scale of the maps: each panel its own range, one range for all, or 0..1 (1/N is "
+                   "marked on the colour bars).")
 @query
 @figure_options
-def attention(image, keypoint, layer, mode, head, where, query, model_name, weights, flip, decode, bbox, out, force):
+def attention(image, keypoint, layer, mode, head, where, scale, query, model_name, weights, flip, decode, bbox, out,
+              force):
     """Dependency (or affected-area) map of a keypoint: where the prediction looks."""
     from ..figures import save_figure
     keypoints = parse_keypoints(keypoint, model_name)
@@ -28,9 +32,9 @@ def attention(image, keypoint, layer, mode, head, where, query, model_name, weig
     layers = parse_layers(layer, pm.num_layers)
     ex = pm.explain(img, bbox=box, flip=flip, query=query)
     if len(keypoints) == 1 and len(layers) == 1:
-        fig = ex.attention_map(mode, keypoints[0], layers[0], head).figure(where)
+        fig = ex.attention_map(mode, keypoints[0], layers[0], head).figure(where, scale=scale)
     else:
-        fig = ex.grid(keypoints, layers, mode, head, where)
+        fig = ex.grid(keypoints, layers, mode, head, where, scale=scale)
     save_figure(fig, out_path, force=force, inputs=[image])
     click.echo(str(out_path))
 

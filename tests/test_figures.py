@@ -1,0 +1,213 @@
+"""Figures as a reader needs them: bounded sizes, honest colour scales, ground truth, titles, legends."""
+import json
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib import colors  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from conftest import DATA, SKIER, SKIER_BOX  # noqa: E402
+from tpexplain import figures  # noqa: E402
+
+CROWD = DATA / "000000197388.jpg"       # five skiers, overlapping
+CROWD_ANN = 437295
+
+
+def _annotation(ann_id):
+    data = json.loads((DATA / "test_coco.json").read_text())
+    return next(a for a in data["annotations"] if a["id"] == ann_id)
+
+
+@pytest.fixture(scope="module")
+def model(small_weights):
+    from tpexplain.api import load
+    return load("default", small_weights)
+
+
+@pytest.fixture(scope="module")
+def crowd(model):
+    """A person of the crowded photo with its ground truth and who-is-who, as the CLI sets them."""
+    ann = _annotation(CROWD_ANN)
+    ex = model.explain(CROWD, bbox=tuple(ann["bbox"]))
+    ex.meta.update(image=CROWD.name, person=f"annotation {CROWD_ANN}", model="default")
+    ex.ground_truth = np.array(ann["keypoints"], float).reshape(-1, 3)
+    return ex
+
+
+def _texts(fig) -> str:
+    out = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for ax in fig.axes:
+        out.append(ax.get_title())
+        out += [t.get_text() for t in ax.texts]
+    return "\n".join(out)
+
+
+def _colorbars(fig):
+    return [ax._colorbar for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+
+
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+# ------------------------------------------------------------------------------------------- query at the GT
+
+def test_at_gt_queries_the_ground_truth_joint(crowd):
+    k = crowd.keypoint("l_wrist")
+    gt_crop = crowd.ground_truth_at("crop")[k, :2]
+    m = crowd.dependency("l_wrist", at="gt", query="geometric")
+    assert m.at == "gt" and np.allclose(m.query_crop, gt_crop)
+    assert m.token == crowd.layout.token_at(*gt_crop)
+    # this prediction lies away from its ground truth: the two queries take different tokens
+    assert np.hypot(*(crowd.keypoints_crop[k] - gt_crop)) > 2 * max(crowd.layout.stride)
+    assert crowd.dependency("l_wrist", at="gt").token != crowd.dependency("l_wrist").token
+    assert crowd.query_info("l_wrist", at="gt")["at"] == "gt"
+
+
+def test_at_gt_without_ground_truth_or_label_is_one_clear_error(model, crowd):
+    bare = model.explain(SKIER, bbox=tuple(float(v) for v in SKIER_BOX.split(",")))
+    with pytest.raises(ValueError, match="no ground truth"):
+        bare.attention_map("dependency", "nose", at="gt")
+    unlabelled = crowd.keypoint_names[int(np.flatnonzero(crowd.ground_truth[:, 2] == 0)[0])]
+    with pytest.raises(ValueError, match=f"{unlabelled} is not labelled"):
+        crowd.attention_map("dependency", unlabelled, at="gt")
+
+
+# ------------------------------------------------------------------------------------------- sizes
+
+@pytest.mark.parametrize("dpi", [150, 300])
+def test_a_17_by_L_grid_on_the_image_is_bounded(crowd, tmp_path, dpi):
+    fig = crowd.grid(None, None, where="image")
+    assert max(fig.get_size_inches()) <= figures.MAX_FIGURE_IN + 1e-6
+    path = figures.save_figure(fig, tmp_path / "grid.png", dpi=dpi)
+    w, h = _png_size(path)
+    assert max(w, h) <= figures.MAX_SIDE_PX and w * h <= figures.MAX_AREA_PX * 1.02
+    assert path.stat().st_size < 3.5 * 2**20
+    assert w > 1500          # bounded, not shrunk to a thumbnail
+
+
+# ------------------------------------------------------------------------------------------- colour scales
+
+def test_shared_scale_gives_every_panel_the_same_limits(crowd):
+    values = [crowd.dependency(k, layer=i).values for i in range(crowd.num_layers) for k in crowd.keypoint_names]
+    fig = crowd.grid(None, None, scale="shared")
+    limits = {(n.vmin, n.vmax) for n in fig.panel_norms}
+    assert len(fig.panel_norms) == len(values) and len(limits) == 1
+    assert limits.pop() == pytest.approx((min(v.min() for v in values), max(v.max() for v in values)))
+    (cb,) = _colorbars(fig)       # one colour bar for the figure
+    assert (cb.mappable.norm.vmin, cb.mappable.norm.vmax) == (fig.panel_norms[0].vmin, fig.panel_norms[0].vmax)
+    per_panel = crowd.grid(None, None, scale="panel")
+    assert len({(n.vmin, n.vmax) for n in per_panel.panel_norms}) > 1
+    plt.close("all")
+
+
+def test_absolute_scale_is_zero_to_one_and_uniform_level_is_marked(crowd):
+    fig = crowd.dependency("nose").figure(scale="absolute")
+    (cb,) = _colorbars(fig)
+    assert (cb.mappable.norm.vmin, cb.mappable.norm.vmax) == (0.0, 1.0)
+    uniform = 1.0 / crowd.layout.num_tokens
+    marks = [ln for ln in cb.ax.lines if ln.get_gid() == "uniform-level"]
+    assert len(marks) == 1 and marks[0].get_ydata()[0] == pytest.approx(uniform)
+    assert any(t.get_text() == "1/N" for t in cb.ax.texts)
+    fig = crowd.layers("nose", scale="absolute")
+    assert {(n.vmin, n.vmax) for n in fig.panel_norms} == {(0.0, 1.0)}
+    plt.close("all")
+
+
+def test_occlusion_drops_use_a_diverging_scale_centred_at_zero(model):
+    from tpexplain.analysis.sensitivity import occlusion_sensitivity
+    box = tuple(float(v) for v in SKIER_BOX.split(","))
+    sm = occlusion_sensitivity(model, SKIER, bbox=box, window=64, stride=64, keypoints=["l_ankle", "nose"])
+    for fig in (sm.figure("l_ankle"), sm.figure()):
+        drops = [cb for cb in _colorbars(fig) if isinstance(cb.mappable.norm, colors.CenteredNorm)]
+        assert drops, "no diverging colour bar"
+        for cb in drops:
+            assert cb.mappable.norm.vcenter == 0.0 and cb.mappable.get_cmap().name == figures.CMAP_SIGNED
+            assert cb.mappable.norm.vmin == pytest.approx(-cb.mappable.norm.vmax)
+        plt.close(fig)
+    # a negative drop is coloured (blue), not black like padding
+    rgb = figures.blend(np.full((1, 2, 3), 128, np.uint8), np.array([[-0.2, 0.0]]),
+                        figures.make_norm(-0.2, 0.2, signed=True), figures.CMAP_SIGNED)
+    assert rgb[0, 0, 2] > rgb[0, 0, 0] + 60 and rgb[0, 1].min() > 150
+
+
+# ------------------------------------------------------------------------------------------- what is drawn
+
+def test_ground_truth_adds_a_dashed_skeleton_and_a_legend_entry(model, crowd):
+    bare = model.explain(CROWD, bbox=tuple(_annotation(CROWD_ANN)["bbox"]))
+    counts = {}
+    for name, ex in (("bare", bare), ("gt", crowd)):
+        fig, ax = plt.subplots()
+        ex.pose_panel(ax, legend=True)
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        counts[name] = (len(ax.collections), labels)
+        plt.close(fig)
+    assert counts["gt"][0] >= counts["bare"][0] + 3          # under-stroke, dashed limbs, square joints
+    assert "ground truth" in counts["gt"][1] and "ground truth" not in counts["bare"][1]
+    assert {"left", "right"} <= set(counts["bare"][1])
+
+
+def test_low_confidence_keypoints_are_hollow_and_the_threshold_is_stated():
+    fig, ax = plt.subplots()
+    kp = np.array([[10, 10, 0.9], [20, 20, 0.05], [30, 30, 0.5]] + [[40, 40, 0.9]] * 14, float)
+    figures.draw_skeleton(ax, kp)
+    from matplotlib.collections import PathCollection
+    joints = [c for c in ax.collections if isinstance(c, PathCollection)]
+    hollow = [c for c in joints if not c.get_facecolor().size]
+    assert len(hollow) == 1 and len(hollow[0].get_offsets()) == 1
+    labels = [h.get_label() for h in figures.legend_handles()]
+    assert f"score < {figures.CONFIDENCE:g}" in labels
+    plt.close(fig)
+
+
+def test_on_image_draws_the_person_box(crowd):
+    fig, ax = plt.subplots()
+    crowd.pose_panel(ax, "image", legend=True)
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+    x, y, w, h = _annotation(CROWD_ANN)["bbox"]
+    assert any(np.allclose([b.get_x(), b.get_y(), b.get_width(), b.get_height()], [x, y, w, h]) for b in boxes)
+    assert "person box" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+
+
+def test_titles_name_image_person_model_keypoint_and_layer(model, crowd):
+    for fig in (crowd.grid(["l_wrist", "nose"], [1, -1]), crowd.dependency("l_wrist", layer=1).figure(),
+                crowd.layers("l_wrist")):
+        text = _texts(fig)
+        for part in (CROWD.name, f"annotation {CROWD_ANN}", "model default", "l_wrist", "layer 2"):
+            assert part in text, (part, text)
+        plt.close(fig)
+    bare = model.explain(SKIER)          # nothing known but the model: never the bare name alone
+    fig = bare.grid(["nose"], [0])
+    assert fig._suptitle.get_text().startswith("model default")
+    plt.close(fig)
+
+
+def test_layers_figure_for_every_keypoint_is_readable(crowd):
+    from tpexplain.analysis.depth import layer_study
+    study = layer_study(crowd, "all")
+    fig = study.figure()
+    assert len(_colorbars(fig)) == 1
+    plots = [ax for ax in fig.axes if ax.lines and ax.get_xlabel() == "layer"]
+    assert len(plots) == 3
+    styles = {(colors.to_hex(ln.get_color()), ln.get_linestyle()) for ln in plots[0].lines if ln.get_label() in
+              crowd.keypoint_names}
+    assert len(styles) == len(crowd.keypoint_names)           # 17 lines, 17 distinct looks
+    assert all(ax.get_legend() is None for ax in plots) and fig.legends   # the legend sits outside the data
+    plt.close(fig)
+
+
+def test_cli_scale_option(tmp_path, small_weights):
+    out = tmp_path / "grid.png"
+    r = subprocess.run([sys.executable, "-m", "tpexplain", "attention", str(SKIER), "-k", "nose,l_ankle",
+                        "--layer", "all", "--bbox", SKIER_BOX, "--weights", str(small_weights), "--scale", "shared",
+                        "--no-flip", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
