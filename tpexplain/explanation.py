@@ -161,12 +161,23 @@ class AttentionMap(figures.Displayable):
         under a title naming the image, person and model. `scale`: "panel" (the map's own range), "shared"
         (the same, for one map) or "absolute" (0..1)."""
         lo, hi = figures.limits([self.values], scale)[0]
-        fig, axes = plt.subplots(1, 2, figsize=(6.4, 4.6))
         ex = self.explanation
+        fig, axes = _panels_figure(2, ex.image if where == "image" else ex.crop_image, top_in=1.0, bottom_in=0.6)
         ex.pose_panel(axes[0], where, legend=True)
         self.plot(axes[1], where=where, vmin=lo, vmax=hi)
         fig.suptitle(ex.caption, fontsize=9)
         return fig
+
+
+def _panels_figure(n: int, background: np.ndarray, width: float = 3.1, top_in: float = 0.9, bottom_in: float = 0.6):
+    """A row of `n` panels sized to the background's aspect (no empty bands above and below a wide photo),
+    with `top_in` inches for titles and `bottom_in` for a legend."""
+    h, w = background.shape[:2]
+    panel_h = width * h / w
+    fig_h = panel_h + top_in + bottom_in
+    fig, axes = plt.subplots(1, n, figsize=(n * width + 0.6, fig_h), squeeze=False)
+    fig.subplots_adjust(left=0.02, right=0.93, top=1 - top_in / fig_h, bottom=bottom_in / fig_h, wspace=0.12)
+    return fig, list(axes[0])
 
 
 
@@ -513,7 +524,8 @@ class Explanation(figures.Displayable):
         return self.grid([keypoint], None, kind, head, scale=scale)
 
     def figure(self, where: str = "image"):
-        fig, ax = plt.subplots(figsize=(4, 5.4))
+        """The prediction (with the ground truth, and the person box on the image) under the caption."""
+        fig, (ax,) = _panels_figure(1, self.image if where == "image" else self.crop_image, 3.6, 0.8, 0.6)
         self.pose_panel(ax, where, legend=True)
         fig.suptitle(self.caption, fontsize=9)
         return fig
