@@ -44,7 +44,7 @@ def test_a_killed_worker_costs_nothing_and_repeated_deaths_fail_only_that_person
            "worker died" in run.stderr
     assert "worker killed by SIGKILL while on" in run.stderr and "attempt 2 of 3" in run.stderr
     rows = {r["person"]: r for r in read_manifest(out / "manifest.jsonl")}
-    assert len(rows) == 12
+    assert len(rows) == 14 and sum(r["status"] == "skipped" for r in rows.values()) == 2   # 2 without keypoints
     assert rows[items[2].person]["status"] == "ok"
     assert rows[items[7].person]["status"] == "failed"
     assert rows[items[7].person]["error"] == "worker died on this person 3 times (last: killed by SIGKILL)"
@@ -80,7 +80,7 @@ def test_kill_9_of_a_worker_from_outside_mid_run(coco_dir, small_weights, tmp_pa
     assert (summary.made, summary.failed) == (12, 0), summary.failures
     assert len(summary.retried) == 1 and summary.retried[0][2] == "killed by SIGKILL"
     assert "1 retry of 1 person after a worker died" in str(summary)
-    rows = read_manifest(out / "manifest.jsonl")
+    rows = [r for r in read_manifest(out / "manifest.jsonl") if r["status"] != "skipped"]
     assert len(rows) == 12 and all(r["status"] == "ok" for r in rows)
     assert all((out / r["output"]).stat().st_size == r["bytes"] for r in rows)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]      # nothing half-written
