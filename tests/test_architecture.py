@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tpexplain"
 
 LAYERS = {
-    "io": 0, "keypoints": 0, "layout": 0, "transforms": 0, "decode": 0, "figures": 0, "progress": 0,
+    "io": 0, "keypoints": 0, "layout": 0, "transforms": 0, "decode": 0, "figures": 0, "progress": 0, "detect": 0,
     "models": 1,
     "record": 2, "inference": 2, "explanation": 2, "keypoint_attention": 2,
     "zoo": 3,

@@ -11,7 +11,7 @@ __version__ = "0.2.0"
 
 # public name -> module that defines it (imported on first use, PEP 562)
 _EXPORTS = {
-    "load": "api", "PoseModel": "api",
+    "load": "api", "PoseModel": "api", "detect_people": "api",
     "Explanation": "explanation", "AttentionMap": "explanation",
     "record_attention": "record", "LayerAttention": "record",
     "TokenLayout": "layout",
@@ -20,7 +20,7 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .api import PoseModel, load
+    from .api import PoseModel, detect_people, load
     from .explanation import AttentionMap, Explanation
     from .keypoints import COCO_KEYPOINTS, keypoint_index
     from .layout import TokenLayout

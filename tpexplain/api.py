@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from . import zoo
+from .detect.people import Detection, find_people
 from .zoo.checkpoint import CheckpointError, load_checkpoint
 from .explanation import Explanation
 from .inference import Poses, input_size, predict
@@ -16,6 +17,8 @@ from .keypoints import COCO_KEYPOINTS, KeypointSet, keypoint_set
 from .record import attention_modules, record_attention
 
 FULL_MAPS_BUDGET = 256 * 2**20  # bytes of per-head maps above which "auto" records q/k instead
+RESCORE_MIN = 0.3     # a candidate whose confident keypoints average below this is not a person
+MAX_CANDIDATES = 10   # re-scoring costs a forward pass per candidate: only the best few
 
 
 class PoseModel:
@@ -69,6 +72,10 @@ class PoseModel:
         """
         return predict(self.model, as_rgb(image), boxes, flip, decode or self.decode)
 
+    def detect(self, image: np.ndarray | str | Path) -> list[Detection]:
+        """The people in `image`, checked by this model: `detect_people(image, self)`."""
+        return detect_people(image, self)
+
     def auto_mode(self, batch: int = 1) -> str:
         """The recording mode `explain` uses by default: full maps when they fit the budget, else q/k."""
         maps_bytes = batch * self.num_layers * self.num_heads * self.layout.num_tokens ** 2 * 4
@@ -121,3 +128,26 @@ def load(name: str = "default", weights: str | Path | None = None, device: str =
         load_checkpoint(model, weights)
     return PoseModel(model.to(device), name.strip().lower(), getattr(model, "keypoint_names", COCO_KEYPOINTS),
                      decode)
+
+
+def detect_people(image: np.ndarray | str | Path, pose_model: PoseModel | None = None) -> list[Detection]:
+    """The people in a photo, best first, as `Detection`s (box x, y, w, h in image pixels, score, source).
+
+    The candidates are OpenCV's (HOG people detector and Haar cascades, `tpexplain.detect.people`: no
+    download). With a `pose_model`, each of the best MAX_CANDIDATES is re-scored by that model: its score
+    becomes the mean confidence of the keypoints it finds there above 0.2 (the official person score without
+    the box score), and candidates below RESCORE_MIN are dropped. Recall and precision are measured in
+    docs/usage.md; expect many people to be missed.
+    """
+    img = as_rgb(image)
+    found = find_people(img)[:MAX_CANDIDATES]
+    if pose_model is None or not found:
+        return found
+    scores = pose_model.predict(img, [d.box for d in found], flip=False).keypoints[..., 2]
+    checked = []
+    for d, s in zip(found, scores):
+        confident = s[s > 0.2]
+        score = float(confident.mean()) if confident.size else 0.0
+        if score >= RESCORE_MIN:
+            checked.append(Detection(d.box, score, d.source))
+    return sorted(checked, key=lambda d: -d.score)

@@ -90,17 +90,18 @@ def default_radius(ex: Explanation) -> float:
 
 
 def layer_metrics(ex: Explanation, keypoint: str | int, head: int | None = None,
-                  radius: float | None = None) -> list[dict]:
+                  radius: float | None = None, at: str = "pred") -> list[dict]:
     """Entropy, mean distance and near-query mass of `keypoint`'s dependency map at every layer.
 
     One dict per layer: keypoint, layer (1-based), entropy, entropy_max (log N), distance_px, distance_body
-    (distance_px / person_size), mass_within, radius_px. `radius` defaults to `default_radius(ex)`.
+    (distance_px / person_size), mass_within, radius_px. `radius` defaults to `default_radius(ex)`; `at`
+    queries the predicted ("pred") or ground-truth ("gt") joint.
     """
     radius = default_radius(ex) if radius is None else float(radius)
     size = person_size(ex)
     rows = []
     for layer in range(ex.num_layers):
-        m = ex.dependency(keypoint, layer=layer, head=head)
+        m = ex.dependency(keypoint, layer=layer, head=head, at=at)
         dist = mean_attention_distance(m.values, ex.layout, m.query_crop)
         rows.append({
             "keypoint": m.keypoint,
@@ -127,6 +128,7 @@ class LayerStudy(Result):
     head: int | None
     metrics: list[dict]
     person_size_px: float
+    at: str = "pred"                  # the keypoints' predicted or ground-truth ("gt") positions are queried
 
     def table(self) -> str:
         """The metrics as a fixed-width text table."""
@@ -149,7 +151,7 @@ class LayerStudy(Result):
                 "layers": ex.num_layers, "tokens": list(ex.layout.grid), "stride": list(ex.layout.stride),
                 "person_size_px": self.person_size_px,
                 "person_size_rule": "diagonal of the predicted keypoints' box, crop pixels",
-                "queries": [ex.query_info(k) for k in self.keypoints],
+                "queries": [ex.query_info(k, at=self.at) for k in self.keypoints],
                 "metrics": self.metrics}
 
     def figure(self, where: str = "crop", scale: str = "shared"):
@@ -162,7 +164,8 @@ class LayerStudy(Result):
             rows = [[None] + [(self.keypoints[0], layer) for layer in range(n_layers)]]
         else:
             rows = [[None] + [(kp, layer) for kp in self.keypoints] for layer in range(n_layers)]
-        maps = {p: ex.dependency(p[0], layer=p[1], head=self.head) for row in rows for p in row if p is not None}
+        maps = {p: ex.dependency(p[0], layer=p[1], head=self.head, at=self.at)
+                for row in rows for p in row if p is not None}
         head = "mean of heads" if self.head is None else f"head {self.head}"
         plots_in, legend_w = 2.7, 1.9
         fig = ex.mosaic_figure(rows, maps, where, scale, f"dependency maps by layer ({head}", plots_in, 2.0)
@@ -216,8 +219,9 @@ def _side_style(name: str) -> str:
 
 
 def layer_study(ex: Explanation, keypoints: str | int | list, head: int | None = None,
-                radius: float | None = None) -> LayerStudy:
-    """Every layer's dependency map and metrics for one keypoint, several, or "all"."""
+                radius: float | None = None, at: str = "pred") -> LayerStudy:
+    """Every layer's dependency map and metrics for one keypoint, several, or "all"; `at` "gt" queries the
+    ground-truth joints (`ex.ground_truth`) instead of the predicted ones."""
     if isinstance(keypoints, str) and keypoints.strip().lower() == "all":
         keypoints = list(ex.keypoint_names)
     elif isinstance(keypoints, (str, int)):
@@ -227,5 +231,5 @@ def layer_study(ex: Explanation, keypoints: str | int | list, head: int | None =
         raise ValueError("no keypoints given")
     if head is not None and not 0 <= head < ex.num_heads:
         raise ValueError(f"head {head} out of range: the model has {ex.num_heads} heads (0..{ex.num_heads - 1})")
-    metrics = [row for k in names for row in layer_metrics(ex, k, head, radius)]
-    return LayerStudy(ex, names, head, metrics, person_size(ex))
+    metrics = [row for k in names for row in layer_metrics(ex, k, head, radius, at)]
+    return LayerStudy(ex, names, head, metrics, person_size(ex), at)

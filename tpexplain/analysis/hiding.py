@@ -120,9 +120,9 @@ def part_joints(part: str, keypoints: KeypointSet) -> tuple[str, tuple[int, ...]
     raise ValueError(f"unknown body part '{part}'; {hint}")
 
 
-def part_region(ex: Explanation, part: str) -> np.ndarray:
+def part_region(ex: Explanation, part: str, at: str = "pred") -> np.ndarray:
     """Image-space boolean mask of a keypoint (a disc) or a body part of the model's keypoint set, from the
-    predicted pose.
+    predicted pose (`at` "pred") or the ground truth (`at` "gt": `ex.ground_truth`, its labelled joints only).
 
     Discs around the part's joints and thick lines along its bones, radius `default_radius` (a tenth of the
     person's size) mapped to image pixels; the torso is the filled shoulders-hips quadrilateral, the head
@@ -134,6 +134,10 @@ def part_region(ex: Explanation, part: str) -> np.ndarray:
     r = default_radius(ex) * float(np.sqrt(abs(np.linalg.det(lin))))   # crop px → image px
     ih, iw = ex.image.shape[:2]
     kp = np.asarray(ex.keypoints[:, :2], dtype=np.float64)
+    if at == "gt":
+        kp, joints = _ground_truth_joints(ex, name, joints)
+    elif at != "pred":
+        raise ValueError(f"unknown at '{at}'; use pred or gt")
     canvas = np.zeros((ih, iw), np.uint8)
     rr = max(int(round(r)), 1)
     pts = [tuple(int(round(v)) for v in kp[j]) for j in joints]
@@ -145,6 +149,9 @@ def part_region(ex: Explanation, part: str) -> np.ndarray:
             if a < b and ((a, b) in bones or (b, a) in bones):
                 cv2.line(canvas, pts[joints.index(a)], pts[joints.index(b)], 1, thickness=2 * rr)
     outline = torso_outline(ks) if name == "torso" else ks.head if name == "head" else ()
+    if at == "gt":     # the outline of the labelled joints only; a hull needs three
+        outline = [j for j in outline if j in joints]
+        outline = outline if len(outline) >= 3 else ()
     if outline:
         hull = cv2.convexHull(kp[list(outline)].astype(np.float32)).astype(np.int32)
         cv2.fillConvexPoly(canvas, hull, 1)
@@ -153,3 +160,19 @@ def part_region(ex: Explanation, part: str) -> np.ndarray:
     if not mask.any():
         raise ValueError(f"body part '{part}' lies outside the image")
     return mask
+
+
+def _ground_truth_joints(ex: Explanation, name: str, joints: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(K, 2) positions with the ground truth's labelled joints, and which of `joints` are labelled; a one-line
+    ValueError without ground truth or when none of them is labelled."""
+    if len(joints) == 1:
+        ex.ground_truth_joint(joints[0])            # its own messages: no ground truth, joint not labelled
+    if ex.ground_truth is None:
+        raise ValueError("no ground truth for this person (give annotations, e.g. --coco ANN, or use --at pred)")
+    gt = np.asarray(ex.ground_truth, dtype=np.float64)
+    labelled = tuple(j for j in joints if gt.shape[0] == len(ex.keypoint_names) and gt[j, 2] > 0)
+    if not labelled:
+        raise ValueError(f"no joint of {name} is labelled in the ground truth (use --at pred)")
+    kp = np.asarray(ex.keypoints[:, :2], dtype=np.float64).copy()
+    kp[list(labelled)] = gt[list(labelled), :2]
+    return kp, labelled

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from .options import (box_option, check_outputs, figure_options, keypoint_tag, model_options, parse_keypoints,
-                      query)
+from .options import (annotate, at, box_option, check_outputs, choose, figure_options, keypoint_tag, model_options,
+                      parse_keypoints, query)
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,10 @@ def _write_all(paths: tuple[Path, Path, Path], fig, csv_text: str, json_text: st
               help="Colour scale of the maps: each panel its own range, one range for all, or 0..1 (1/N is "
                    "marked on the colour bars).")
 @query
+@at
 @figure_options
-def layers(image, keypoint, head, radius, where, scale, query, model_name, weights, flip, decode, bbox, out, force):
+def layers(image, keypoint, head, radius, where, scale, query, at, model_name, weights, flip, decode, bbox, person,
+           coco, out, force):
     """How a keypoint's dependency map changes with depth: maps per layer, entropy, distance, local mass.
 
     Writes the figure to -o and the numbers beside it: the same name with .csv and .json (side outputs,
@@ -81,11 +83,14 @@ def layers(image, keypoint, head, radius, where, scale, query, model_name, weigh
     from ..api import load
     keypoints = parse_keypoints(keypoint, model_name)
     tag = keypoint_tag(keypoints, model_name)
-    inputs = [image, weights]
+    inputs = [image, weights, coco]
     paths = _outputs(out, f"{Path(image).stem}_{tag}_layers_{model_name}.png", inputs, force)
-    img, box = _read(image, bbox)
-    ex = load(model_name, weights, decode=decode).explain(img, bbox=box, flip=flip, query=query)
-    study = layer_study(ex, keypoints, head=head, radius=radius)
+    img, _ = _read(image, bbox)          # a bad --bbox fails before the model loads
+    pm = load(model_name, weights, decode=decode)
+    chosen = choose(pm, img, image, bbox, coco, person, at)
+    ex = pm.explain(img, bbox=chosen.box, flip=flip, query=query)
+    annotate(ex, chosen, image, model_name)
+    study = layer_study(ex, keypoints, head=head, radius=radius, at=at)
     _write_all(paths, study.figure(where, scale=scale), study.to_csv(), study.to_json(), inputs, force)
     click.echo(study.table())
     click.echo(str(paths[0]))
@@ -98,7 +103,8 @@ def layers(image, keypoint, head, radius, where, scale, query, model_name, weigh
 @box_option("--region", "Hide this box (image pixels).")
 @click.option("--part", default=None,
               help="Hide a keypoint (l_ankle) or a body part (head, torso, left_arm, right_arm, left_leg, right_leg), "
-                   "placed from the predicted pose. Default without --region: the keypoint itself.")
+                   "placed from the predicted pose (--at gt: from the ground truth). Default without --region: the "
+                   "keypoint itself.")
 @click.option("--fill", type=click.Choice(["mean", "blur", "noise"]), default="mean", show_default=True)
 @click.option("--sweep", is_flag=True, help="Occlusion-sensitivity map: slide a patch, record the peak drop.")
 @click.option("--symmetric", is_flag=True, help="Hide the keypoint; measure the dependency moving to its mirror joint.")
@@ -111,9 +117,10 @@ def layers(image, keypoint, head, radius, where, scale, query, model_name, weigh
 @click.option("--max-passes", type=click.IntRange(min=0), default=5000, show_default=True,
               help="Refuse a sweep of more forward passes than this (0: no bound); the count is printed first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise fill.")
+@at
 @figure_options
-def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, stride, batch_size, max_passes, seed,
-              model_name, weights, flip, decode, bbox, out, force):
+def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, stride, batch_size, max_passes, seed, at,
+              model_name, weights, flip, decode, bbox, person, coco, out, force):
     """Hide a region or body part and compare the prediction and its dependencies (or --sweep, --symmetric).
 
     Writes the figure to -o and the numbers beside it: the same name with .csv and .json (side outputs,
@@ -131,14 +138,18 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
                                "drop --region/--part")
     if not sweep and len(keypoints) != 1:
         raise click.UsageError("give one --keypoint (several or all only with --sweep)")
+    if sweep and at == "gt":
+        raise click.UsageError("--sweep hides every window in turn; --at gt is for the hidden joint or part")
     what = "sweep" if sweep else "symmetric" if symmetric else "occlusion"
     tag = keypoint_tag(keypoints, model_name)
-    inputs = [image, weights]
+    inputs = [image, weights, coco]
     paths = _outputs(out, f"{Path(image).stem}_{tag}_{what}_{model_name}.png", inputs, force)
-    img, box = _read(image, bbox)
+    img, _ = _read(image, bbox)          # a bad --bbox fails before the model loads
     # a region beside the image is the hiding code's error ("covers no pixel"); a huge one is refused here
     hidden = parse_bbox(region, img.shape, "--region", overlap=False) if region is not None else None
     pm = load(model_name, weights, decode=decode)
+    chosen = choose(pm, img, image, bbox, coco, person, at)
+    box = chosen.box
 
     if sweep:
         sm = occlusion_sensitivity(pm, img, bbox=box, window=window, stride=stride, fill=fill,
@@ -154,10 +165,13 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
         return
 
     if symmetric:
-        study = symmetric_study(pm, img, keypoints[0], bbox=box, fill=fill, seed=seed, flip=flip)["study"]
+        study = symmetric_study(pm, img, keypoints[0], bbox=box, fill=fill, seed=seed, flip=flip,
+                                ground_truth=chosen.ground_truth, at=at)["study"]
     else:
         study = occlusion_study(pm, img, keypoints[0], bbox=box, region=hidden, part=part, fill=fill,
-                                seed=seed, flip=flip)
+                                seed=seed, flip=flip, ground_truth=chosen.ground_truth, at=at)
+    annotate(study.before, chosen, image, model_name)
+    study.after.meta.update(study.before.meta)
     _write_all(paths, study.figure(), study.to_csv(), study.to_json(), inputs, force)
     click.echo(study.table())
     if study.symmetric is not None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .options import figure_options, keypoint_tag, parse_keypoints, parse_layers, prepare, query
+from .options import annotate, at, figure_options, keypoint_tag, parse_keypoints, parse_layers, prepare, query
 
 
 @click.command()
@@ -21,20 +21,23 @@ from .options import figure_options, keypoint_tag, parse_keypoints, parse_layers
               help="Colour scale of the maps: each panel its own range, one range for all, or 0..1 (1/N is "
                    "marked on the colour bars).")
 @query
+@at
 @figure_options
-def attention(image, keypoint, layer, mode, head, where, scale, query, model_name, weights, flip, decode, bbox, out,
-              force):
+def attention(image, keypoint, layer, mode, head, where, scale, query, at, model_name, weights, flip, decode, bbox,
+              person, coco, out, force):
     """Dependency (or affected-area) map of a keypoint: where the prediction looks."""
     from ..figures import save_figure
     keypoints = parse_keypoints(keypoint, model_name)
     default_out = f"{Path(image).stem}_{keypoint_tag(keypoints, model_name)}_{mode}_{model_name}.png"
-    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, decode=decode)
+    pm, img, chosen, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, decode=decode,
+                                        coco=coco, person=person, at=at)
     layers = parse_layers(layer, pm.num_layers)
-    ex = pm.explain(img, bbox=box, flip=flip, query=query)
+    ex = pm.explain(img, bbox=chosen.box, flip=flip, query=query)
+    annotate(ex, chosen, image, model_name)
     if len(keypoints) == 1 and len(layers) == 1:
-        fig = ex.attention_map(mode, keypoints[0], layers[0], head).figure(where, scale=scale)
+        fig = ex.attention_map(mode, keypoints[0], layers[0], head, at=at).figure(where, scale=scale)
     else:
-        fig = ex.grid(keypoints, layers, mode, head, where, scale=scale)
+        fig = ex.grid(keypoints, layers, mode, head, where, scale=scale, at=at)
     save_figure(fig, out_path, force=force, inputs=[image])
     click.echo(str(out_path))
 
@@ -56,16 +59,18 @@ def _require_keypoint_tokens(model_name: str) -> None:
 @click.option("--layer", default="last", show_default=True, help="Encoder layer 1..L, last, all, or a comma list.")
 @click.option("--head", type=int, default=None, help="One attention head (default: the mean of heads).")
 @figure_options
-def kp_attention(image, layer, head, model_name, weights, flip, decode, bbox, out, force):
+def kp_attention(image, layer, head, model_name, weights, flip, decode, bbox, person, coco, out, force):
     """Keypoint-to-keypoint attention of a TokenPose model: which keypoints each keypoint token looks at."""
     from ..figures import save_figure
     from ..keypoint_attention import layers_figure
     _require_keypoint_tokens(model_name)
     tag = layer.strip().lower().replace(",", "-")
     default_out = f"{Path(image).stem}_kp-attention_{tag}_{model_name}.png"
-    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, decode=decode)
+    pm, img, chosen, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, decode=decode,
+                                        coco=coco, person=person)
     layers = parse_layers(layer, pm.num_layers)
-    ex = pm.explain(img, bbox=box, flip=flip)
+    ex = pm.explain(img, bbox=chosen.box, flip=flip)
+    annotate(ex, chosen, image, model_name)
     save_figure(layers_figure([ex.keypoint_attention(i, head) for i in layers]), out_path, force=force,
                 inputs=[image])
     click.echo(str(out_path))
@@ -79,7 +84,7 @@ def kp_attention(image, layer, head, model_name, weights, flip, decode, bbox, ou
               help="Query positions stored per layer; larger grids are subsampled to fit.")
 @query
 @figure_options
-def explore(image, keypoint, max_queries, query, model_name, weights, flip, decode, bbox, out, force):
+def explore(image, keypoint, max_queries, query, model_name, weights, flip, decode, bbox, person, coco, out, force):
     """One self-contained HTML page: click any point to see its dependency map at every layer.
 
     A keypoint picked from the page's list queries the token of --query (the page names it); a click
@@ -89,8 +94,9 @@ def explore(image, keypoint, max_queries, query, model_name, weights, flip, deco
     from ..viz.explore import explore_page
     keypoints = parse_keypoints(keypoint, model_name)
     default_out = f"{Path(image).stem}_explore_{model_name}.html"
-    pm, img, box, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, kind="html",
-                                     decode=decode)
-    ex = pm.explain(img, bbox=box, flip=flip, query=query)
+    pm, img, chosen, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, kind="html",
+                                        decode=decode, coco=coco, person=person)
+    ex = pm.explain(img, bbox=chosen.box, flip=flip, query=query)
+    annotate(ex, chosen, image, model_name)
     page = explore_page(ex, keypoints=keypoints, max_queries=max_queries, title=Path(image).name)
     click.echo(str(page.save(out_path, force=force, inputs=[image])))

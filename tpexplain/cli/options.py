@@ -4,9 +4,13 @@ Nothing here imports torch or matplotlib at module level: `tpexplain --help` mus
 """
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
+from pathlib import Path
 
 import click
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------- options
 
@@ -38,7 +42,17 @@ def _check_box(ctx, param, value: str | None) -> str | None:
 
 
 bbox = click.option("--bbox", default=None, metavar="X,Y,W,H", callback=_check_box,
-                    help="Person box in image pixels (default: whole image).")
+                    help="Person box in image pixels (default: the people in the image are found first and the "
+                         "largest is explained; see --person).")
+person = click.option("--person", default=None, metavar="N|ID",
+                      help="Which person: the number of a detected person as listed on stderr (1 = the largest), "
+                           "or with --coco an annotation id or a 1-based index in the file's order.")
+coco = click.option("--coco", "coco", default=None, type=click.Path(), metavar="ANN",
+                    help="COCO person-keypoints file listing this image (matched by file name): explain an "
+                         "annotated person (--person) with its ground truth drawn and scored (OKS, PCK).")
+at = click.option("--at", type=click.Choice(["pred", "gt"]), default="pred", show_default=True,
+                  help="Take the keypoint from the prediction or from the ground truth (needs --coco, and the "
+                       "joint labelled).")
 out_file = click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
                         help="Output file (default: derived from the image name, in the current folder); its "
                              "extension is its format. An existing file is replaced only if tpexplain wrote "
@@ -53,8 +67,9 @@ def model_options(f):
 
 
 def figure_options(f):
-    """The model options plus --bbox, -o and --force: every command that explains one person in one image."""
-    return model_options(bbox(out_file(force(f))))
+    """The model options plus --bbox, --person, --coco, -o and --force: every command that explains one person
+    in one image."""
+    return model_options(bbox(person(coco(out_file(force(f))))))
 
 
 def box_option(name: str, help: str):
@@ -125,18 +140,63 @@ def check_outputs(paths, inputs, force: bool, kinds=("figure",)) -> None:
         check_output(path, inputs, kind=kind, force=force, option="-o" if i == 0 else "side output")
 
 
-def prepare(image: str, model_name: str, weights: str | None, bbox: str | None, out: str | None,
-            default_out: str, force: bool = False, kind: str = "figure", decode: str = "official"):
-    """Check the output path and read the image (cheap, so first), then load the model.
-
-    Returns (pose_model, image, box, out_path).
-    """
-    from pathlib import Path
-
-    from ..api import load
-    from ..io import parse_bbox, read_image
-    out_path = Path(out or default_out)
-    check_outputs([out_path], [image, weights], force, (kind,))
-    img = read_image(image)
+def choose(pose_model, img, image: str, bbox: str | None, coco: str | None = None, person: str | None = None,
+           at: str = "pred"):
+    """The person to explain (`tpexplain.detect.select.choose_person`: --bbox, --coco/--person, or the largest
+    person found), checked for what --at needs. People are found by the OpenCV detector alone, not re-scored
+    by the pose model, so that every model explains the same person of a photo."""
+    from ..api import detect_people
+    from ..detect.select import choose_person
+    from ..io import parse_bbox
+    if at == "gt" and coco is None:
+        raise ValueError(f"--at gt needs the person's ground truth: give --coco ANN listing {Path(image).name}")
     box = parse_bbox(bbox, img.shape, "--bbox") if bbox else None
-    return load(model_name, weights, decode=decode), img, box, out_path
+    chosen = choose_person(img, image, box, coco, person, detect=detect_people)
+    k = len(pose_model.keypoint_names)
+    if chosen.ground_truth is not None and chosen.ground_truth.shape[0] != k:
+        log.warning(f"{chosen.label} has {chosen.ground_truth.shape[0]} keypoints, {pose_model.name} predicts {k}: "
+                    "its ground truth is not used")
+        chosen.ground_truth = None
+    if at == "gt" and chosen.ground_truth is None:
+        raise ValueError(f"--at gt: {chosen.label} has no labelled keypoints (use --at pred)")
+    return chosen
+
+
+def annotate(ex, chosen, image: str, model_name: str) -> None:
+    """Name the explained person on `ex` (meta: image, person, model, box), attach its ground truth, and say
+    how well the prediction fits it (OKS, PCK) and whether it fits another annotated person better."""
+    ex.meta.update(image=Path(image).name, person=chosen.label, model=model_name, box=list(chosen.box))
+    ex.ground_truth = chosen.ground_truth
+    if chosen.ground_truth is None or chosen.annotation is None:
+        return
+    from ..detect.select import ground_truth
+    from ..keypoints import COCO_KEYPOINTS, OKS_SIGMAS
+    from ..training.oks import person_accuracy
+    sigmas = OKS_SIGMAS if tuple(ex.keypoint_names) == COCO_KEYPOINTS else None
+    others = [(a.get("id"), ground_truth(a), a.get("area", 0.0), a["bbox"]) for a in chosen.others
+              if ground_truth(a) is not None and ground_truth(a).shape == chosen.ground_truth.shape]
+    ann = chosen.annotation
+    acc = person_accuracy(ex.keypoints, chosen.ground_truth, ann.get("area", 0.0), ann["bbox"], sigmas, others)
+    oks = "n/a (no sigmas for these keypoints)" if acc["oks"] is None else f"{acc['oks']:.3f}"
+    pck = "n/a" if acc["pck"] is None else f"{acc['pck']:.3f}"
+    log.info(f"{chosen.label}: OKS {oks}, PCK {pck} ({acc['labelled']} labelled keypoints)")
+    if acc["closer_to"] is not None:
+        log.warning(f"the prediction fits annotation {acc['closer_to']} better ({acc['closer_fit']:.3f}) than "
+                    f"{chosen.label}: it may have taken a neighbour's joints")
+
+
+def prepare(image: str, model_name: str, weights: str | None, bbox: str | None, out: str | None,
+            default_out: str, force: bool = False, kind: str = "figure", decode: str = "official",
+            coco: str | None = None, person: str | None = None, at: str = "pred"):
+    """Check the output path and read the image (cheap, so first), load the model, then choose the person
+    (`choose`).
+
+    Returns (pose_model, image, person, out_path); `person.box` is the box to explain.
+    """
+    from ..api import load
+    from ..io import read_image
+    out_path = Path(out or default_out)
+    check_outputs([out_path], [image, weights, coco], force, (kind,))
+    img = read_image(image)
+    pm = load(model_name, weights, decode=decode)
+    return pm, img, choose(pm, img, image, bbox, coco, person, at), out_path

@@ -1,0 +1,1 @@
+"""Whose pose: finding the people in a photo (`people`) and choosing the one a command explains (`select`)."""
