@@ -153,13 +153,19 @@ class Randomisation:
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
         ax.set_title(f"cascading randomisation ({self.num_queries} queries)", fontsize=8)
-        for j, s in enumerate(self.steps):
+        # one colour range for every step (a random model's flat map must not look as vivid as a peaked one)
+        shown = [s.example.get("dependency") for s in self.steps]
+        top = max((float(np.max(m)) for m in shown if m is not None), default=1.0)
+        axes, im = [], None
+        for j, (s, m) in enumerate(zip(self.steps, shown)):
             a = fig.add_subplot(grid[0, j + 1])
-            m = s.example.get("dependency")
             if m is not None:
-                a.imshow(m, cmap=figures.CMAP)
+                im = a.imshow(m, cmap=figures.CMAP, vmin=0.0, vmax=top)
             a.set_axis_off()
             a.set_title(s.label, fontsize=7)
+            axes.append(a)
+        if im is not None:
+            figures.add_colorbar(im, axes, 1.0 / np.size(shown[0]), label="attention (shared scale)", fraction=0.02)
         return fig
 
 
