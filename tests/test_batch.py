@@ -351,6 +351,8 @@ def test_a_prediction_that_fits_another_annotated_person_better_is_flagged(coco_
     s = run_batch(items, ["attention"], tmp_path / "o", jobs=1, progress=False,
                   options=FigureOptions(keypoints=("l_ankle",), dpi=40))       # the trained default model
     assert s.made == 2, s.failures
+    assert s.closer == [(items[0].image, "ann1", 2)]
+    assert "; 1 prediction closer to another annotated person than to its own (closer_to in the manifest)" in str(s)
     rows = {r["person"]: r["accuracy"] for r in read_manifest(tmp_path / "o" / "manifest.jsonl")}
     assert rows["ann2"]["oks"] > 0.5 and rows["ann2"]["closer_to"] is None
     assert rows["ann1"]["closer_to"] == 2 and rows["ann1"]["closer_fit"] == rows["ann2"]["oks"] > rows["ann1"]["oks"]

@@ -37,6 +37,7 @@ class BatchSummary:
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     retried: list[tuple[str, str, str]] = field(default_factory=list)
     not_explained: list[Skip] = field(default_factory=list)
+    closer: list[tuple[str, str, object]] = field(default_factory=list)   # (input, person, the other annotation)
     seconds: float = 0.0
     out_dir: str = ""
     manifest: str = ""
@@ -56,6 +57,10 @@ class BatchSummary:
             people = len({(r[0], r[1]) for r in self.retried})
             text += (f"; {len(self.retried)} retr{'ies' if len(self.retried) != 1 else 'y'} of {people} "
                      f"person{'s' if people != 1 else ''} after a worker died")
+        if self.closer:
+            n = len(self.closer)
+            text += (f"; {n} prediction{'s' if n != 1 else ''} closer to another annotated person than to "
+                     f"{'their' if n != 1 else 'its'} own (closer_to in the manifest)")
         if self.not_explained:
             reasons: dict[str, int] = {}
             for s in self.not_explained:
@@ -166,7 +171,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
                 _leave_untouched(out, created, summary)
             else:
                 append_rows(manifest_path, failed_rows, model_name, weights, checkpoint)
-                _finish(out, summary, model_name, summary.not_explained)
+                _finish(out, summary, model_name, summary.not_explained, items)
             summary.seconds = time.monotonic() - t_start
     if summary.interrupted:
         log.warning(f"{summary}; run the same command again to resume")
@@ -244,10 +249,14 @@ def _leave_untouched(out: Path, created: bool, summary: BatchSummary) -> None:
             pass
 
 
-def _finish(out: Path, summary: BatchSummary, model_name: str, skipped: list[Skip]) -> None:
+def _finish(out: Path, summary: BatchSummary, model_name: str, skipped: list[Skip], items: list[Item]) -> None:
     """Compact the manifest (latest row per output, then the inputs not explained) and write the gallery,
-    both atomically."""
+    both atomically; count this run's people whose prediction fits another annotated person better."""
     rows = compacted(out / MANIFEST, skipped)
+    people = {(it.image, it.person) for it in items}
+    summary.closer = sorted({(r["input"], r["person"], r["accuracy"]["closer_to"]) for r in rows
+                             if (r["input"], r["person"]) in people and isinstance(r.get("accuracy"), dict)
+                             and r["accuracy"].get("closer_to") is not None}, key=str)
     # rewritten only when changed, so a run that had nothing to do leaves every file untouched
     _write_if_changed(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in rows) if rows else None)
     _write_if_changed(out / INDEX, gallery_html(rows, title=f"tpexplain batch · {model_name}"))
