@@ -4,6 +4,9 @@ pass (`PoseModel.explain`) that produced its numbers, on one photo and person.
     python bench/figure_speed.py                     # default model, the skier of coco_mini, all 17 keypoints
     python bench/figure_speed.py --repeat 5 --image tests/data/coco_mini/000000197388.jpg --bbox 139,102,222,242
 
+To compare with another revision, run this file from a copy of that revision's tree (it imports the
+tpexplain beside it), e.g. `git archive REV | tar -x -C /tmp/old && cp bench/figure_speed.py /tmp/old/bench/`.
+
 Prints, per figure kind, the median wall time to build the figure and write it as PNG (150 dpi), the
 median time of `explain`, their ratio, and the PNG's size in pixels and bytes. Model and figure runs
 alternate, so other jobs on the machine slow both alike; the ratio is the number to read (record the
@@ -46,7 +49,8 @@ def main() -> None:
     img = read_image(args.image)
     box = tuple(float(v) for v in args.bbox.split(","))
     ex = pm.explain(img, bbox=box)            # warm-up
-    ex.meta.update(image=Path(args.image).name, person="--bbox", model=args.model)
+    if hasattr(ex, "meta"):                   # (absent before the figures of issue 14: the bench runs there too)
+        ex.meta.update(image=Path(args.image).name, person="--bbox", model=args.model)
     kinds = {
         "layers -k all": lambda: layer_study(ex, "all").figure(),
         "layers -k l_wrist": lambda: layer_study(ex, "l_wrist").figure(),
