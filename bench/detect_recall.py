@@ -8,11 +8,13 @@ Matching as COCO's detection evaluation does at one threshold: detections best f
 unmatched ground-truth box it overlaps most, if IoU >= 0.5. The people counted are the annotations with
 keypoints (num_keypoints > 0) that are not crowds. Crowd regions and annotations without keypoints (mostly
 tiny or hidden people) are "ignored": a detection on one is neither a hit nor a false alarm, and they are
-not counted as missed. Recall is also given by size (COCO's small < 32², medium < 96², large).
+not counted as missed. Recall is also given by size (COCO's small < 32², medium < 96², large). Time per
+image: wall-clock seconds and this process's CPU seconds (all threads), with the machine's load printed.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +37,7 @@ def size_class(area: float) -> str:
 def evaluate(ann: str | Path, images: str | Path, detect, threshold: float = 0.5) -> dict:
     """Counts over one COCO set: people, hits (overall and by size), detections, false alarms, seconds."""
     coco = read_coco(ann)
-    out = {"images": 0, "people": 0, "hits": 0, "detections": 0, "false": 0, "ignored": 0, "seconds": [],
+    out = {"images": 0, "people": 0, "hits": 0, "detections": 0, "false": 0, "ignored": 0, "seconds": [], "cpu": [],
            "by_size": {k: [0, 0] for k in ("small", "medium", "large")}}
     for img_id in sorted(coco.getImgIds()):
         info = coco.loadImgs(img_id)[0]
@@ -43,9 +45,10 @@ def evaluate(ann: str | Path, images: str | Path, detect, threshold: float = 0.5
         anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id))
         counted = [a for a in anns if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)]
         ignored = [a for a in anns if a not in counted]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         dets = detect(image)
         out["seconds"].append(time.perf_counter() - t0)
+        out["cpu"].append(time.process_time() - c0)          # all of this process's threads
         matched = set()
         for d in dets:                    # best first
             best, which = threshold, None
@@ -69,13 +72,13 @@ def evaluate(ann: str | Path, images: str | Path, detect, threshold: float = 0.5
     return out
 
 
-def report(name: str, r: dict) -> str:
+def report(name: str, detector: str, r: dict) -> str:
     recall = r["hits"] / max(r["people"], 1)
     precision = (r["detections"] - r["false"] - r["ignored"]) / max(r["detections"] - r["ignored"], 1)
     sizes = ", ".join(f"{k} {h}/{n}" for k, (n, h) in r["by_size"].items() if n)
-    sec = np.array(r["seconds"])
-    return (f"{name:<28} {r['images']:>6} {r['people']:>6} {r['hits']:>5} {recall:>7.2f} {r['detections']:>5} "
-            f"{r['false']:>5} {precision:>9.2f} {sec.mean():>8.2f} {sec.max():>8.2f}   ({sizes})")
+    sec, cpu = np.array(r["seconds"]), np.array(r["cpu"])
+    return (f"{name:<10} {detector:<20} {r['images']:>6} {r['people']:>6} {r['hits']:>5} {recall:>6.2f} "
+            f"{r['detections']:>5} {r['false']:>5} {precision:>9.2f} {sec.mean():>7.2f} {cpu.mean():>7.2f}   ({sizes})")
 
 
 def main() -> None:
@@ -88,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     sets = []
     if args.coco:
-        sets.append((Path(args.coco).name, args.coco, args.images or Path(args.coco).parent))
+        sets.append((Path(args.coco).stem[:10], args.coco, args.images or Path(args.coco).parent))
     else:
         mini = ROOT / "tests" / "data" / "coco_mini"
         sets.append(("coco_mini", mini / "test_coco.json", mini))
@@ -96,18 +99,20 @@ def main() -> None:
             tmp = Path(tempfile.mkdtemp()) / "synth"
             subprocess.run([sys.executable, "-m", "tpexplain", "synth", "--n", str(args.synthetic), "--seed",
                             str(args.seed), "--out", str(tmp)], check=True, capture_output=True)
-            sets.append((f"synthetic (n={args.synthetic}, seed={args.seed})", tmp / "annotations.json",
-                         tmp / "images"))
-    detectors = [("opencv candidates", find_people)]
+            sets.append(("synthetic", tmp / "annotations.json", tmp / "images"))
+    detectors = [("opencv (the CLI's)", find_people)]
     if args.rescore:
         import tpexplain
         pm = tpexplain.load(args.rescore)
-        detectors.append((f"+ rescored by {args.rescore}", lambda img: tpexplain.detect_people(img, pm)))
-    print(f"{'set / detector':<28} {'images':>6} {'people':>6} {'hits':>5} {'recall':>7} {'dets':>5} "
-          f"{'false':>5} {'precision':>9} {'s/image':>8} {'max s':>8}")
+        detectors.append((f"+ rescored: {args.rescore}"[:20], lambda img: tpexplain.detect_people(img, pm)))
+    if args.synthetic and not args.coco:
+        print(f"synthetic: tpexplain synth --n {args.synthetic} --seed {args.seed}")
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall time grows with it)")
+    print(f"{'set':<10} {'detector':<20} {'images':>6} {'people':>6} {'hits':>5} {'recall':>6} {'dets':>5} "
+          f"{'false':>5} {'precision':>9} {'s/image':>7} {'cpu s':>7}")
     for name, ann, images in sets:
         for dname, detect in detectors:
-            print(report(f"{name}: {dname}"[:28] if len(detectors) > 1 else name, evaluate(ann, images, detect)))
+            print(report(name, dname, evaluate(ann, images, detect)))
 
 
 if __name__ == "__main__":
