@@ -153,8 +153,8 @@ class AttentionMap(figures.Displayable):
         other = self._other()
         if other is not None:
             points.append((*place(other[0]), other[1], 14, "white" if other[1] == "s" else "none", "black"))
-        return figures.Tile(figures.blend(background, values, norm), self.title if title is None else title,
-                            norm if colorbar else None, uniform=self.uniform, points=points)
+        return figures.Tile(background, self.title if title is None else title, norm, uniform=self.uniform,
+                            points=points, values=values, bar=colorbar)
 
     def figure(self, where: str = "crop", scale: str = "panel"):
         """Two panels: the predicted pose (with the ground truth, the person box on the image) and this map,
@@ -221,7 +221,10 @@ class Explanation(figures.Displayable):
 
     @property
     def crop_image(self) -> np.ndarray:
-        return denormalize(self.input)
+        """The model's input crop as RGB uint8 (made once: figures draw it in many panels)."""
+        if "_crop_image" not in self.__dict__:
+            self.__dict__["_crop_image"] = denormalize(self.input)
+        return self.__dict__["_crop_image"]
 
     @property
     def keypoints_crop_scored(self) -> np.ndarray:
@@ -516,6 +519,7 @@ class Explanation(figures.Displayable):
                                 box=where == "image" and self.meta.get("box") is not None,
                                 bbox_to_anchor=(0.5, bottom - 0.02 / h), loc="upper center")
         fig.panel_norms = norms
+        fig.laid_out = True         # every part placed to the inch: saved without trimming (figures.write_figure)
         return fig
 
 

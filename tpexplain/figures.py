@@ -275,44 +275,32 @@ def overlay(ax, background: np.ndarray, values: np.ndarray, query: tuple[float, 
 
 def blend(background: np.ndarray, values: np.ndarray, norm: colors.Normalize, cmap: str = CMAP,
           alpha: float = 0.7) -> np.ndarray:
-    """The map coloured by `norm` and `cmap`, laid over the background with opacity `alpha`, as one RGB
-    uint8 image; NaN values leave the background clear."""
-    rgba = plt.get_cmap(cmap)(norm(np.nan_to_num(values, nan=0.0)))
-    a = alpha * np.isfinite(values)[..., None]
+    """The map coloured by `norm` and `cmap` (a 1024-colour table), laid over the background with opacity
+    `alpha`, as one RGB uint8 image; NaN values leave the background clear."""
+    lut = plt.get_cmap(cmap)(np.linspace(0.0, 1.0, 1024))[:, :3].astype(np.float32)
+    finite = np.isfinite(values)
+    scaled = np.asarray(norm(np.where(finite, values, 0.0)), dtype=np.float32)
+    rgb = lut[np.clip(np.nan_to_num(scaled) * 1023 + 0.5, 0, 1023).astype(np.int32)]
+    a = (alpha * finite)[..., None].astype(np.float32)
     bg = background if background.ndim == 3 else np.repeat(background[..., None], 3, axis=2)
-    out = bg[..., :3].astype(np.float32) / 255.0 * (1 - a) + rgba[..., :3] * a
-    return (out.clip(0, 1) * 255).astype(np.uint8)
-
-
-def shrink(image: np.ndarray, longest: int) -> np.ndarray:
-    """An image resized (area-averaged) so its longest side is at most `longest` pixels."""
-    h, w = image.shape[:2]
-    f = longest / max(h, w)
-    if f >= 1:
-        return image
-    return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-
-
-def panel_size(cols: int, rows: int, width: float = 2.4, height: float = 3.2, extra_w: float = 0.0,
-               extra_h: float = 0.0) -> tuple[float, float]:
-    """The figure size of a cols x rows grid of width x height inch panels, the panels shrunk (aspect kept)
-    so the figure stays within MAX_FIGURE_IN inches a side (3000 px at 150 dpi)."""
-    f = min(1.0, (MAX_FIGURE_IN - extra_w) / (cols * width), (MAX_FIGURE_IN - extra_h) / (rows * height))
-    return cols * width * f + extra_w, rows * height * f + extra_h
+    out = bg[..., :3].astype(np.float32) * (1 - a) + rgb * (255.0 * a)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------------------- mosaics
 
 @dataclass
 class Tile:
-    """One panel of a mosaic: an RGB image (a map already blended over its background), its title, its own
-    colour bar (when `norm` is set), markers and a skeleton, in the image's pixels."""
+    """One panel of a mosaic: an RGB image (with a map over it, `values` coloured by `norm`), its title, its
+    own colour bar (`bar`), markers and a skeleton, in the image's pixels."""
 
     image: np.ndarray
     title: str = ""
-    norm: colors.Normalize | None = None     # a colour bar beside the tile (per-panel scale)
+    norm: colors.Normalize | None = None     # the colours of `values`
     cmap: str = CMAP
     uniform: float | None = None             # 1/N, marked on the tile's colour bar
+    values: np.ndarray | None = None         # a map over `image` (same size), blended once the tile is sized
+    bar: bool = False                        # a colour bar beside the tile (per-panel scale)
     points: list = field(default_factory=list)   # (x, y, marker, size, face, edge)
     skeleton: np.ndarray | None = None
     ground_truth: np.ndarray | None = None
@@ -325,11 +313,11 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
            col_titles: list[str] | None = None, row_titles: list[str] | None = None):
     """Draw a grid of tiles as ONE image in one axes at `rect` (left, bottom, width, height in figure
     fractions): many small multiples in about the time of one panel. Every tile is fitted into `size`
-    (w, h) pixels; a tile with a `norm` gets a thin colour bar (its limits as text, 1/N as a black tick).
+    (w, h) pixels; a tile with a `bar` gets a thin colour bar (its limits as text, 1/N as a black tick).
     `col_titles`/`row_titles` head the columns and rows (instead of a title per tile). Returns the axes;
     `ax.tile_norms` lists the tiles' norms, row by row."""
     nrows, ncols = len(tiles), max(len(r) for r in tiles)
-    bars = any(t is not None and t.norm is not None for row in tiles for t in row)
+    bars = any(t is not None and t.bar for row in tiles for t in row)
     titled = any(t is not None and t.title for row in tiles for t in row)
     heads = (col_titles is not None, row_titles is not None)
     cw, ch, top, left = _layout(size, bars, titled, *heads)
@@ -355,7 +343,11 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
             f = min(tw / w, th / h)
             nw, nh = max(1, round(w * f)), max(1, round(h * f))
             x0, y0 = left + c * cw + (tw - nw) // 2, top + r * ch + gy + (th - nh) // 2
-            img = cv2.resize(t.image, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+            how = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+            img = cv2.resize(t.image, (nw, nh), interpolation=how)
+            if t.values is not None:     # coloured at the tile's size: the map's pixels are coloured once
+                img = blend(img, cv2.resize(np.asarray(t.values, np.float32), (nw, nh), interpolation=how), t.norm,
+                            t.cmap)
             canvas[y0:y0 + nh, x0:x0 + nw, :3] = img[..., :3]
             if t.title:
                 texts.append((left + c * cw + tw / 2, top + r * ch + gy - 2, t.title, "center", "bottom", fontsize, 0))
@@ -367,14 +359,14 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
             marks.append((t, at))
             for x, y, marker, size_, face, edge in t.points:   # one scatter per marker style, not per tile
                 points.setdefault((marker, size_, face, edge), []).append(at([x, y]))
-            if t.norm is not None:
+            if t.bar:
                 norms.append(t.norm)
                 bx, by = left + c * cw + tw + 2, y0
                 grad = plt.get_cmap(t.cmap)(np.linspace(1, 0, nh))[:, :3]
                 canvas[by:by + nh, bx:bx + bar, :3] = (grad[:, None, :] * 255).astype(np.uint8)
                 lo, hi = t.norm.vmin, t.norm.vmax
-                texts.append((bx + bar + 2, by, f"{hi:.2g}", "left", "top", fontsize - 1.5, 0))
-                texts.append((bx + bar + 2, by + nh, f"{lo:.2g}", "left", "bottom", fontsize - 1.5, 0))
+                texts.append((bx + bar + 2, by, _short(hi), "left", "top", fontsize - 1.5, 0))
+                texts.append((bx + bar + 2, by + nh, _short(lo), "left", "bottom", fontsize - 1.5, 0))
                 if t.uniform is not None and lo <= t.uniform <= hi:   # 1/N: a black tick across the bar
                     yu = int(np.clip(by + nh * (hi - t.uniform) / (hi - lo), by, by + nh - 1))
                     canvas[max(yu - 1, by):yu + 1, bx - 2:bx + bar + 2, :3] = 0
@@ -404,11 +396,16 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
     return ax
 
 
+def _short(v: float) -> str:
+    """A colour bar's limit in few characters: 0.12, 8.1e-5."""
+    return f"{v:.2g}".replace("e-0", "e-").replace("e+0", "e")
+
+
 def _layout(size: tuple[int, int], bars: bool, titled: bool, col_titles: bool, row_titles: bool):
     """(cell w, cell h, top margin, left margin) in pixels: a tile with its colour bar, the room for the
     bar's labels and the tile's title, and the column and row headings."""
     tw, th = size
-    cw = tw + (max(3, tw // 16) + int(tw * 0.24) if bars else 0) + int(tw * 0.06)
+    cw = tw + (max(3, tw // 16) + int(tw * 0.36) if bars else 0) + int(tw * 0.06)
     ch = th + int(th * (0.2 if titled else 0.04))
     return cw, ch, int(th * 0.2) if col_titles else 0, int(tw * 0.14) if row_titles else 0
 
@@ -453,7 +450,8 @@ def fit_dpi(fig, dpi: float) -> float:
 
 def figure_png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fit_dpi(fig, 100), bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=fit_dpi(fig, 100), bbox_inches=None if getattr(fig, "laid_out", False)
+                else "tight")
     return buf.getvalue()
 
 
@@ -461,7 +459,9 @@ def write_figure(fig, path: str | Path, fmt: str, dpi: int = 150) -> None:
     """`fig.savefig` in format `fmt`, marked as written by tpexplain (see tpexplain.io.made_by_tpexplain);
     the dpi is lowered if needed to keep the longest side within MAX_SIDE_PX."""
     from .io import savefig_kwargs
-    fig.savefig(path, dpi=fit_dpi(fig, dpi), bbox_inches="tight", format=fmt, **savefig_kwargs(fmt))
+    # a figure laid out to the inch (`laid_out`: the mosaics) is saved as is: no second drawing to trim it
+    bbox = None if getattr(fig, "laid_out", False) else "tight"
+    fig.savefig(path, dpi=fit_dpi(fig, dpi), bbox_inches=bbox, format=fmt, **savefig_kwargs(fmt))
 
 
 def save_figure(fig, path: str | Path, dpi: int = 150, force: bool = False, inputs=()) -> Path:
