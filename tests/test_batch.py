@@ -357,6 +357,11 @@ def test_a_prediction_that_fits_another_annotated_person_better_is_flagged(coco_
     assert rows["ann2"]["oks"] > 0.5 and rows["ann2"]["closer_to"] is None
     assert rows["ann1"]["closer_to"] == 2 and rows["ann1"]["closer_fit"] == rows["ann2"]["oks"] > rows["ann1"]["oks"]
     assert "closer to annotation 2" in (tmp_path / "o" / "index.html").read_text()
+    # and in the figure's title: the person's label says so
+    import tpexplain
+    ex = tpexplain.load("default").explain(items[0].image, bbox=items[0].bbox)
+    items[0].dress(ex, "default")
+    assert ex.meta["person"] == "annotation 1 (prediction closer to annotation 2)"
 
 
 def test_person_accuracy_on_hand_made_poses():

@@ -65,10 +65,15 @@ class Item:
         return np.array(self.truth.keypoints, np.float64)
 
     def dress(self, ex, model: str) -> None:
-        """Tell an Explanation of this person which image, person and model it is, and its ground truth."""
-        ex.meta.update(image=Path(self.image).name, person=self.label, model=model)
+        """Tell an Explanation of this person which image, person and model it is, and its ground truth; a
+        prediction that fits another annotated person better than its own says so in the person's label."""
+        person = self.label
         if self.truth is not None:
             ex.ground_truth = self.ground_truth
+            other = self.accuracy(ex.keypoints)["closer_to"]
+            if other is not None:
+                person += f" (prediction closer to annotation {other})"
+        ex.meta.update(image=Path(self.image).name, person=person, model=model)
 
     def accuracy(self, keypoints) -> dict | None:
         """The prediction `keypoints` (K, 2+) against the ground truth: OKS, PCK and whether it fits another
