@@ -230,6 +230,7 @@ def _truths(people: list, sigmas: tuple[float, ...] | None, order: list[int]) ->
 def _detection_items(path, min_score: float, files: dict, images: Path, people: list, truths: dict):
     """The detections taken as people (matched to the annotated people by IoU), and the annotated people no
     detection matched."""
+    from ..analysis.findings.people import iou     # one IoU, the one findings matches detections with
     from ..training.oks import read_detections
     dets = read_detections(path)
     kept, below, elsewhere = [], 0, 0
@@ -260,15 +261,6 @@ def _detection_items(path, min_score: float, files: dict, images: Path, people: 
     missed = [Skip(str(images / files[i]), f"ann{a['id']}", "no detection matched it (IoU >= 0.5)")
               for i, a, _ in people if a["id"] not in taken]
     return items, missed
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two boxes (x, y, w, h)."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _check_name(value, what: str) -> None:
