@@ -38,15 +38,15 @@ def test_several_people_found_the_largest_explained_and_said(tmp_path):
     r = cli("attention", SKIERS, "-k", "l_ankle", "-o", "a.png", cwd=tmp_path)
     assert r.exit_code == 0, r.output
     msg = r.stderr
-    assert "people found in 000000197388.jpg; explaining person 1 (the largest" in msg
+    assert "people found in 000000197388.jpg; explaining person 1, the largest: box" in msg
     assert "Others: 2: box" in msg and "--person N or --bbox X,Y,W,H" in msg
     assert (tmp_path / "a.png").stat().st_size > 0
 
     r2 = cli("attention", SKIERS, "-k", "l_ankle", "--person", "2", "-o", "b.png", cwd=tmp_path)
     assert r2.exit_code == 0, r2.output
-    assert "explaining person 2 (box" in r2.stderr and "Others: 1: box" in r2.stderr
-    first = msg.split("explaining person 1 (the largest, box ")[1].split(" ")[0]
-    second = r2.stderr.split("explaining person 2 (box ")[1].split(" ")[0]
+    assert "explaining person 2: box" in r2.stderr and "Others: 1: box" in r2.stderr
+    first = msg.split("explaining person 1, the largest: box ")[1].split(" ")[0]
+    second = r2.stderr.split("explaining person 2: box ")[1].split(" ")[0]
     assert first != second                          # another person, hence another crop
 
     r3 = cli("attention", SKIERS, "-k", "l_ankle", "--person", "9", "-o", "c.png", cwd=tmp_path)

@@ -122,8 +122,8 @@ def _from_detections(found: list[Detection], person: str | None, image_name: str
         log.info(f"1 person found in {image_name}: {what}")
     else:
         others = "; ".join(f"{j}: box {d.label()} (score {d.score:.2f})" for j, d in enumerate(found, 1) if j != i)
-        how = "" if person is not None else "the largest, "
-        log.info(f"{n} people found in {image_name}; explaining person {i} ({how}{what}). "
+        how = "" if person is not None else ", the largest"
+        log.info(f"{n} people found in {image_name}; explaining person {i}{how}: {what}. "
                  f"Others: {others}. Pick one with --person N or --bbox X,Y,W,H.")
     return Person(chosen.box, f"detection {i} of {n}")
 
