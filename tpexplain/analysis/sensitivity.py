@@ -163,7 +163,10 @@ class SensitivityMap(Result):
         else:    # pairs of rows (sensitivity over attention), at most 6 keypoints across
             cols = min(len(kps), 6)
             bands = -(-len(kps) // cols)
-            fig, axes = plt.subplots(2 * bands, cols, figsize=(2.5 * cols + 1.2, 6.4 * bands + 0.8), squeeze=False)
+            size = (2.5 * cols + 1.2, 6.4 * bands + 0.9)
+            fig, axes = plt.subplots(2 * bands, cols, figsize=size, squeeze=False)
+            fig.subplots_adjust(left=0.02, right=1 - 1.1 / size[0], top=1 - 0.9 / size[1], bottom=0.02,
+                                hspace=0.25, wspace=0.08)
             cells = [(axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]) for i in range(len(kps))]
             for i in range(len(kps), bands * cols):
                 axes[2 * (i // cols), i % cols].set_axis_off()
@@ -180,12 +183,15 @@ class SensitivityMap(Result):
             if own_bars:
                 figures.add_colorbar(im_s, ax_s, label="heatmap drop" if single else None)
                 figures.add_colorbar(im_a, ax_a, dep.uniform)
-        if not own_bars:
-            top = [a for pair in cells for a in pair[:1]]
-            bottom = [a for pair in cells for a in pair[1:]]
-            figures.add_colorbar(im_s, top, label=f"heatmap drop ({scale} scale)", fraction=0.02, pad=0.02)
-            figures.add_colorbar(im_a, bottom, deps[0].uniform, label=f"attention ({scale} scale)", fraction=0.02,
-                                 pad=0.02)
+        if not own_bars:     # one bar per kind, right of the grid: drops above, attention below
+            x = 1 - 0.85 / fig.get_figwidth()
+            for im, (y0, y1), label, uniform in ((im_s, (0.55, 0.85), "heatmap drop", None),
+                                                 (im_a, (0.12, 0.42), "attention", deps[0].uniform)):
+                cb = fig.colorbar(im, cax=fig.add_axes((x, y0, 0.14 / fig.get_figwidth(), y1 - y0)))
+                cb.ax.tick_params(labelsize=6)
+                cb.set_label(f"{label} ({scale} scale)", fontsize=7)
+                if uniform is not None:
+                    figures.mark_uniform(cb, uniform)
         fig.suptitle(f"{ex.caption}\nocclusion sensitivity vs attention ({self.fill} fill; drop: red = the "
                      f"keypoint's heatmap fell, blue = it rose; colour scale: {scale})", fontsize=9)
         return fig
