@@ -154,8 +154,10 @@ def choose(pose_model, img, image: str, bbox: str | None, coco: str | None = Non
     chosen = choose_person(img, image, box, coco, person, detect=detect_people)
     k = len(pose_model.keypoint_names)
     if chosen.ground_truth is not None and chosen.ground_truth.shape[0] != k:
-        log.warning(f"{chosen.label} has {chosen.ground_truth.shape[0]} keypoints, {pose_model.name} predicts {k}: "
-                    "its ground truth is not used")
+        mismatch = f"{chosen.label} has {chosen.ground_truth.shape[0]} keypoints, {pose_model.name} predicts {k}"
+        if at == "gt":
+            raise ValueError(f"--at gt: {mismatch}")
+        log.warning(f"{mismatch}: its ground truth is not used")
         chosen.ground_truth = None
     if at == "gt" and chosen.ground_truth is None:
         raise ValueError(f"--at gt: {chosen.label} has no labelled keypoints (use --at pred)")
