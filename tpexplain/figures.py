@@ -161,9 +161,10 @@ def check_scale(scale: str) -> str:
 
 
 def limits(maps: list[np.ndarray], scale: str = "panel", signed: bool = False) -> list[tuple[float, float]]:
-    """(vmin, vmax) for each map: its own range ("panel"), the range of all of them ("shared"), or the
-    absolute range of the quantity ("absolute": 0..1 for attention; -1..1 for a signed quantity).
-    Signed limits are symmetric about 0."""
+    """(vmin, vmax) for each map: its own range ("panel"), one range for all of them from 0 (or their
+    minimum, if negative) to their maximum ("shared": a flat map then looks flat), or the absolute range of
+    the quantity ("absolute": 0..1 for attention; -1..1 for a signed quantity). Signed limits are symmetric
+    about 0."""
     check_scale(scale)
 
     def one(lo: float, hi: float) -> tuple[float, float]:
@@ -176,7 +177,7 @@ def limits(maps: list[np.ndarray], scale: str = "panel", signed: bool = False) -
         return [(-1.0, 1.0) if signed else (0.0, 1.0)] * len(maps)
     ranges = [(float(np.nanmin(m)), float(np.nanmax(m))) for m in maps]
     if scale == "shared":
-        shared = one(min(r[0] for r in ranges), max(r[1] for r in ranges))
+        shared = one(min([0.0] + [r[0] for r in ranges]), max(r[1] for r in ranges))
         return [shared] * len(maps)
     return [one(*r) for r in ranges]
 
