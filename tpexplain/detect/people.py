@@ -23,7 +23,7 @@ BORDER = 0.15            # HOG searches the image with this share of its side re
                          # needs a margin, and a person cut by the image edge (a crop of one person) has none
 MIN_HEIGHT = 1 / 8       # people shorter than this share of the image side are not looked for (mostly noise)
 NMS_IOU = 0.4            # candidates overlapping a better one by more than this are dropped
-MIN_SCORE = 0.5          # candidates scoring below this (see `_score`) are dropped
+MIN_SCORE = 0.5          # candidates scoring below this (see SCORE_GAIN) are dropped
 
 # Whole-person boxes from a detected piece, in units of that piece's width / height:
 # (x offset, y offset, width, height) of the person box relative to the piece box, all times the piece's size.
@@ -36,9 +36,9 @@ GROW = {
     "face": (-1.0, -0.35, 3.0, 7.2),
     "profile": (-1.0, -0.35, 3.0, 7.2),
 }
-# Each source's raw score (HOG's SVM margin, a cascade's last-stage weight) mapped to about 0..3 so that
-# one threshold serves them all: score = (raw - offset) * gain.
-SCORE_MAP = {"hog": (0.0, 2.0), "upperbody": (0.0, 1.0), "face": (0.0, 0.5), "profile": (0.0, 0.5)}
+# Each source's raw score (HOG's SVM margin, a cascade's last-stage weight) times a gain, so that one
+# threshold (MIN_SCORE) serves them all: the scores then span about 0..3 for each source.
+SCORE_GAIN = {"hog": 2.0, "upperbody": 1.0, "face": 0.5, "profile": 0.5}
 
 
 @dataclass(frozen=True)
@@ -124,11 +124,6 @@ def _inside(a, b) -> float:
     return ix * iy / max(a[2] * a[3], 1e-9)
 
 
-def _score(source: str, raw: float) -> float:
-    offset, gain = SCORE_MAP[source]
-    return (float(raw) - offset) * gain
-
-
 def candidates(image: np.ndarray) -> list[Detection]:
     """Every piece each source finds, grown to a person box and clipped to the image, before any merging.
 
@@ -148,7 +143,7 @@ def candidates(image: np.ndarray) -> list[Detection]:
         for b, raw in zip(boxes, raws):
             box = clip(grow(tuple(float(v) / scale for v in b), source), iw, ih)
             if box is not None:
-                found.append(Detection(box, _score(source, raw), source))
+                found.append(Detection(box, float(raw) * SCORE_GAIN[source], source))
 
     pad = round(BORDER * max(work.shape[:2]))
     framed = cv2.copyMakeBorder(work, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
