@@ -183,3 +183,22 @@ def test_a_scheduler_that_cannot_be_reached_fails_before_anything_is_written(coc
             run_batch(items, ["attention"], out, weights=str(small_weights), options=OPTIONS, progress=False,
                       scheduler="tcp://127.0.0.1:9")
     assert not (tmp_path / "new").exists()
+
+
+def test_findings_on_the_cluster_give_the_local_numbers(cluster, coco_dir, small_weights, tmp_path):
+    def findings(out, *extra):
+        cmd = [TPEXPLAIN, "findings", "--coco", str(coco_dir / "test_coco.json"), "--images", str(coco_dir),
+               "--weights", str(small_weights), "--max-people", "2", "--occlusion-people", "1", "--bootstrap", "100",
+               "--out", str(out), *extra]
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        assert run.returncode == 0, run.stderr
+        data = json.loads((out / "findings.json").read_text())
+        for key in ("seconds", "command"):      # how long it took and how it was asked for
+            data["meta"].pop(key)
+        return data, run.stderr
+
+    local, _ = findings(tmp_path / "local")
+    remote, log = findings(tmp_path / "cluster", "--scheduler", cluster.address)
+    assert f"Dask cluster at {cluster.address}" in log and "findings people: 2/2 people" in log
+    assert remote["meta"]["people_analysed"] == 2 and remote["numbers"]["queries"]
+    assert remote == local

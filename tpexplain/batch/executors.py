@@ -1,4 +1,5 @@
-"""Where a batch's person tasks run, behind one interface: this process, a local process pool, or a Dask cluster."""
+"""Where a batch's person tasks run, behind one interface: this process, a local process pool, or a Dask cluster;
+and `PeopleOnCluster`, the findings' per-person measurements on a Dask cluster."""
 from __future__ import annotations
 
 import logging
@@ -9,10 +10,11 @@ import uuid
 from pathlib import Path
 
 from ..progress import one_line
+from ..progress import progress as progress_bar
 from .manifest import person_rows
 from .options import FigureOptions
 from .workers import (MAX_RETRIES, Record, Retry, Task, Work, checkpoint_file, checkpoint_sha256, cluster_task,
-                      run_in_process, run_pool)
+                      measure_task, run_in_process, run_pool)
 
 log = logging.getLogger(__name__)
 
@@ -76,28 +78,16 @@ class DaskCluster(Executor):
     the SHA-256 the client named; the workers write the figures into the output folder (a filesystem shared
     with the client, at the same path) and send back the manifest rows, which only this client writes.
     Dask runs a task whose worker died again on another worker (its own retries: the scheduler's
-    `distributed.scheduler.allowed-failures`, default 3) and then reports it failed.
+    `distributed.scheduler.allowed-failures`, default 3) and then reports it failed. A worker runs one task
+    at a time with one torch thread, as a local pool worker does: start workers with `--nthreads 1` and as
+    many processes (`--nworkers`) as cores.
     """
 
     def __init__(self, work: Work, address: str):
         super().__init__(work)
-        try:
-            from distributed import Client
-        except ImportError:
-            raise ValueError("--scheduler needs Dask distributed: pip install 'tpexplain[dask]'") from None
         self.address = address
-        try:
-            # how long to try: dask's distributed.comm.timeouts.connect (30 s unless configured)
-            self.client = Client(address, set_as_default=False)
-        except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            raise ValueError(f"cannot reach the Dask scheduler at {address}: {one_line(exc)}") from None
-        workers = self.client.scheduler_info().get("workers", {})
-        if workers:
-            threads = sum(w.get("nthreads", 0) for w in workers.values())
-            log.info(f"Dask cluster at {address}: {len(workers)} worker{'s' if len(workers) != 1 else ''}, "
-                     f"{threads} thread{'s' if threads != 1 else ''}")
-        else:
-            log.warning(f"the Dask cluster at {address} has no workers yet: the tasks wait until some join")
+        self.client = connect(address)
+
 
     def run(self, tasks: list[Task], record: Record, on_retry: Retry) -> None:
         from distributed import as_completed, wait
@@ -176,6 +166,84 @@ class DaskCluster(Executor):
 
 def _allowed_failures(dask_scheduler=None) -> int:
     return dask_scheduler.allowed_failures
+
+
+def connect(address: str, describe: bool = True):
+    """A `distributed.Client` of the scheduler at `address`, or a one-line ValueError; how long it tries is
+    Dask's `distributed.comm.timeouts.connect` (30 s unless configured)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler needs Dask distributed: pip install 'tpexplain[dask]'") from None
+    try:
+        client = Client(address, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {address}: {one_line(exc)}") from None
+    if describe:
+        workers = client.scheduler_info().get("workers", {})
+        if workers:
+            threads = sum(w.get("nthreads", 0) for w in workers.values())
+            log.info(f"Dask cluster at {address}: {len(workers)} worker{'s' if len(workers) != 1 else ''}, "
+                     f"{threads} thread{'s' if threads != 1 else ''}")
+        else:
+            log.warning(f"the Dask cluster at {address} has no workers yet: the tasks wait until some join")
+    return client
+
+
+class PeopleOnCluster:
+    """`findings(..., map_people=PeopleOnCluster(address))`: the per-person measurements (`measure_person`) as
+    tasks on the Dask cluster at `address`; the client computes the claims and writes the report.
+
+    Each call measures the (person, options) tasks with one model and returns the records in task order. The
+    findings measure the trained model and two baselines that exist only in this process, so the model is
+    sent, pickled, once per worker per call (named by the SHA-256 of its bytes) rather than read from a
+    file. The workers compute with this process's torch thread count: on the same kind of machine the
+    numbers are those of a local run. A person whose workers kept dying is recorded as skipped, with why.
+    """
+
+    STAGES = ("people", "random baseline", "peaked baseline")     # the order `findings` calls it in
+
+    def __init__(self, address: str):
+        self.address, self.calls = address, 0
+        connect(address).close()        # an unreachable cluster fails now, before any measuring
+
+    def __call__(self, pose_model, tasks: list) -> list[dict]:
+        import hashlib
+        import pickle
+
+        import torch
+        from distributed import as_completed
+        stage = self.STAGES[min(self.calls, len(self.STAGES) - 1)]
+        self.calls += 1
+        payload = pickle.dumps(pose_model)
+        sha256 = hashlib.sha256(payload).hexdigest()
+        records: list = [None] * len(tasks)
+        keys = [f"tpexplain-findings-{uuid.uuid4().hex[:12]}-{i}" for i in range(len(tasks))]
+        index = {k: i for i, k in enumerate(keys)}
+        client = connect(self.address, describe=False)
+        try:
+            with progress_bar(len(tasks), f"findings {stage}", "people") as bar:
+                data = client.scatter(payload, broadcast=True, hash=False)
+                futures = client.map(measure_task, [p for p, _ in tasks], [o for _, o in tasks], payload=data,
+                                     sha256=sha256, threads=torch.get_num_threads(), key=keys, pure=False)
+                for f in as_completed(futures, loop=client.loop):
+                    i = index[f.key]
+                    try:
+                        records[i] = f.result()
+                    except Exception as exc:     # measure_person itself never raises: the cluster failed
+                        records[i] = _not_measured(*tasks[i], f"on the cluster: {one_line(exc)}")
+                    bar.update(1, failed=int("skipped" in records[i]))
+                    f.release()
+        finally:
+            client.close()
+        return records
+
+
+def _not_measured(person, options, why: str) -> dict:
+    """The record `measure_person` gives a person it cannot measure."""
+    return {"person": {"image": str(person.image), "image_id": person.image_id,
+                       "annotation_id": person.annotation_id, "bbox": [float(v) for v in person.bbox],
+                       "box_source": person.box_source}, "index": options.index, "skipped": why}
 
 
 def available_cores() -> int:

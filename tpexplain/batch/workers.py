@@ -102,21 +102,22 @@ def _headless(threads: int) -> None:
     import cv2
     import matplotlib
     import torch
-    torch.set_num_threads(threads)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     cv2.setNumThreads(1)
-    matplotlib.use("Agg")
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg")
 
 
 def cluster_task(item: Item, kinds: list[str], work: Work) -> list[dict]:
     """One person's figures on a Dask worker: the model is loaded once per worker process (kept for the
     next task of the same checkpoint, by its SHA-256); tasks on one worker use it one at a time."""
     with _LOCK:
+        # one torch thread, as a local pool worker: the same numbers and pixels as a local run
+        _headless(1)
         key = (work.model_name, work.weights, work.sha256, work.root)
         if _WORKER.get("key") != key:
             from .. import __version__
-            from distributed import get_worker
-            # a worker's threads go to torch for the one task it runs at a time
-            _headless(max(1, get_worker().state.nthreads))
             _WORKER.clear()
             try:
                 if work.version != __version__:
@@ -127,6 +128,28 @@ def cluster_task(item: Item, kinds: list[str], work: Work) -> list[dict]:
             _WORKER["key"] = key
         _test_hook(item)
         return process(item, kinds, work.options, work.out, work.root)
+
+
+_SENT: dict = {}     # findings on a cluster: the model the client sent, by the SHA-256 of its pickled bytes
+
+
+def measure_task(person, options, payload: bytes, sha256: str, threads: int) -> dict:
+    """One person's findings measurements (`measure_person`) on a Dask worker, with the model the client sent:
+    `payload` is the pickled PoseModel (the trained model or a baseline that exists only in the client's
+    memory), sent once per worker and unpickled once per worker process. `threads`: the client's torch
+    threads, so that the numbers are the ones a local run computes."""
+    import hashlib
+    import pickle
+    from ..analysis.findings import measure_person
+    with _LOCK:
+        _headless(threads)
+        model = _SENT.get(sha256)
+        if model is None:
+            if hashlib.sha256(payload).hexdigest() != sha256:
+                raise RuntimeError("the model bytes this worker received are not the ones the client sent")
+            _SENT.clear()       # one model at a time: the report measures the model, then each baseline
+            model = _SENT[sha256] = pickle.loads(payload)
+        return measure_person(model, person, options)
 
 
 def process(item: Item, kinds: list[str], options: FigureOptions, out_dir: str, root: str | None = None

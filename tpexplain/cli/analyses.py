@@ -208,9 +208,12 @@ def _command_line() -> str | None:
                    "model and each of its two baselines, minutes each for TP-H models.")
 @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=1000, show_default=True,
               help="Bootstrap resamples over people for every interval.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Measure the people on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); the "
+                   "report is computed here. Needs pip install 'tpexplain[dask]' and the images shared.")
 @model_options
-def findings(coco, images, detections, synthetic, seed, out, max_people, occlusion_people, resamples, model_name,
-             weights, flip, decode):
+def findings(coco, images, detections, synthetic, seed, out, max_people, occlusion_people, resamples, scheduler,
+             model_name, weights, flip, decode):
     """Measure the TransPose paper's claims over many people, against random-weight baselines, with bootstrap
     intervals: OUT/report.md, report.html, figures/, findings.json."""
     from ..analysis.findings import check_report_dir, read_people, synthetic_findings
@@ -231,6 +234,9 @@ def findings(coco, images, detections, synthetic, seed, out, max_people, occlusi
     pm = load(model_name, weights, decode=decode)
     kwargs = {"max_people": max_people, "occlusion_people": occlusion_people, "flip": flip, "seed": seed,
               "command": _command_line(), "resamples": resamples}
+    if scheduler:
+        from ..batch.executors import PeopleOnCluster
+        kwargs["map_people"] = PeopleOnCluster(scheduler)   # an unreachable cluster fails here
     if synthetic is not None:
         result = synthetic_findings(pm, synthetic, out, **kwargs)
     else:
