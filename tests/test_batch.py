@@ -152,8 +152,8 @@ def test_folder_batch_reports_a_corrupt_image_and_makes_the_others(coco_dir, sma
         (images / name).write_bytes((coco_dir / name).read_bytes())
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = tmp_path / "out"
-    args = ["batch", str(images), "--out", str(out), "--weights", str(small_weights), "-k", "l_wrist",
-            "--dpi", "50", "--jobs", "1"]
+    args = ["batch", str(images), "--whole-image", "--out", str(out), "--weights", str(small_weights),
+            "-k", "l_wrist", "--dpi", "50", "--jobs", "1"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "broken.jpg" in result.output and "cannot decode" in result.output
@@ -461,3 +461,33 @@ def test_a_file_of_another_keypoint_set_is_matched_by_name_or_refused_in_one_lin
                                   "--out", str(tmp_path / "x"), "--weights", "random"])
     assert r.exit_code != 0 and "none of its keypoints (joint_0" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_folder_without_boxes_explains_every_person_found(coco_dir, small_weights, tmp_path):
+    from tpexplain.detect.people import find_people
+    from tpexplain.io import read_image
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "skiers.jpg").write_bytes((coco_dir / "000000197388.jpg").read_bytes())   # five skiers
+    (images / "blank.png").write_bytes(_blank_png())
+    found = sorted(find_people(read_image(images / "skiers.jpg")), key=lambda d: -d.area)
+    assert len(found) >= 2
+    items = folder_items(images, progress=False)
+    assert [it.person for it in items] == [f"det{i}" for i in range(1, len(found) + 1)]
+    assert [it.bbox for it in items] == [d.box for d in found]
+    assert [(Path(s.image).name, s.reason) for s in items.skipped] == [("blank.png", "no person found (give --boxes)")]
+    assert [it.person for it in folder_items(images, whole=True)] == ["image", "image"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["batch", str(images), "--out", str(out), "--weights", str(small_weights),
+                                       "-k", "l_ankle", "--dpi", "40", "--jobs", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"skiers_det{i}_attention.png"
+                                                                 for i in range(1, len(found) + 1))
+    rows = read_manifest(out / "manifest.jsonl")
+    assert {r["status"] for r in rows if Path(r["input"]).name == "blank.png"} == {"skipped"}
+
+
+def _blank_png() -> bytes:
+    import cv2
+    import numpy as np
+    return cv2.imencode(".png", np.full((240, 320, 3), 127, np.uint8))[1].tobytes()

@@ -120,8 +120,8 @@ def test_a_run_whose_every_figure_fails_writes_nothing(coco_dir, small_weights, 
     images.mkdir()
     (images / "a.jpg").write_bytes((coco_dir / "000000000785.jpg").read_bytes())
     out = tmp_path / "out"
-    args = ["batch", str(images), "--out", str(out), "--weights", str(small_weights), "-k", "l_ankle",
-            "--dpi", "40", "--jobs", "1"]
+    args = ["batch", str(images), "--whole-image", "--out", str(out), "--weights", str(small_weights),
+            "-k", "l_ankle", "--dpi", "40", "--jobs", "1"]
     assert CliRunner().invoke(main, args).exit_code == 0
     before = _listing(out)
     (images / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg any more")
@@ -131,7 +131,7 @@ def test_a_run_whose_every_figure_fails_writes_nothing(coco_dir, small_weights, 
     assert f"nothing written to {out}" in result.output
     assert _listing(out) == before                 # the good manifest, gallery and figure are kept
     # into a new folder: no folder, no gallery of failures
-    result = CliRunner().invoke(main, args[:2] + ["--out", str(tmp_path / "fresh")] + args[4:])
+    result = CliRunner().invoke(main, args[:3] + ["--out", str(tmp_path / "fresh")] + args[5:])
     assert result.exit_code == 1 and not (tmp_path / "fresh").exists()
 
 

@@ -111,9 +111,11 @@ class Items(list):
         self.skipped: list[Skip] = list(skipped)
 
 
-def folder_items(folder: str | Path, boxes: str | Path | None = None) -> Items:
-    """Every image in `folder` taken whole, or the people that a boxes file lists (an image of the folder
-    without boxes is listed as skipped).
+def folder_items(folder: str | Path, boxes: str | Path | None = None, whole: bool = False,
+                 progress: bool = True) -> Items:
+    """The people in `folder`'s images: those a boxes file lists, else those the person detector finds
+    (`tpexplain.detect`, every person it finds), else, with `whole`, every image taken whole. An image
+    without boxes or without a person found is listed as skipped.
 
     A boxes file is JSON ({"img.jpg": [[x, y, w, h], ...], ...}) or CSV (image,x,y,w,h per line, with or
     without a header); image names are relative to `folder`.
@@ -125,7 +127,9 @@ def folder_items(folder: str | Path, boxes: str | Path | None = None) -> Items:
     if boxes is None:
         if not files:
             raise ValueError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
-        return _unique([Item(str(p), "image") for p in files])
+        if whole:
+            return _unique([Item(str(p), "image") for p in files])
+        return _detected_items(files, progress)
     from ..io import finite_box
     items = []
     for name, bxs in _read_boxes(boxes).items():
@@ -135,6 +139,27 @@ def folder_items(folder: str | Path, boxes: str | Path | None = None) -> Items:
         raise ValueError(f"no boxes in {boxes}")
     boxed = {Path(it.image) for it in items}
     return _unique(items, [Skip(str(p), "image", "no box in the boxes file") for p in files if p not in boxed])
+
+
+def _detected_items(files: list[Path], progress: bool) -> Items:
+    """Every person the detector finds in `files`, numbered by size in each image (det1 = the largest)."""
+    from ..detect.people import find_people
+    from ..io import read_image
+    from ..progress import track
+    items, skipped = [], []
+    for path in track(files, "finding people", "image", enabled=progress):
+        try:
+            found = find_people(read_image(path))
+        except (OSError, ValueError):
+            # taken whole, so that it fails in a worker with its reading error like any other image that
+            # cannot be read: counted as failed (exit status 1), and retried on the next run
+            items.append(Item(str(path), "image"))
+            continue
+        if not found:
+            skipped.append(Skip(str(path), "image", "no person found (give --boxes)"))
+        found = sorted(found, key=lambda d: -d.area)
+        items += [Item(str(path), f"det{i}", d.box, score=d.score) for i, d in enumerate(found, 1)]
+    return _unique(items, skipped)
 
 
 def coco_items(annotations: str | Path, images: str | Path, keypoint_names: tuple[str, ...] | None = None,

@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 @click.argument("folder", required=False, type=click.Path())
 @click.option("--boxes", default=None, type=click.Path(),
               help="Person boxes for FOLDER's images: JSON {image: [[x,y,w,h], ...]} or CSV image,x,y,w,h.")
+@click.option("--whole-image", is_flag=True,
+              help="FOLDER without --boxes: take each image whole as one person (default: every person the "
+                   "detector finds, as single-image commands do).")
 @click.option("--coco", default=None, type=click.Path(), help="COCO person-keypoints file: every annotated person.")
 @click.option("--images", default=None, type=click.Path(), help="Folder of the COCO file's images.")
 @click.option("--detections", default=None, type=click.Path(),
@@ -53,10 +56,10 @@ log = logging.getLogger(__name__)
 @click.option("--force", is_flag=True, help="Redo every output, even complete ones.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (-q also hides it).")
 @click.pass_context
-def batch(ctx, folder, boxes, coco, images, detections, min_score, at, out_dir, figures, keypoint, layer, mode,
+def batch(ctx, folder, boxes, whole_image, coco, images, detections, min_score, at, out_dir, figures, keypoint, layer, mode,
           head, where, occlude_keypoint, part, region, fill, query, model_name, weights, flip, decode, jobs, dpi, fmt,
           force, no_progress, scheduler):
-    """Figures for every image of FOLDER (whole, or per --boxes) or every person of a --coco file (or of
+    """Figures for every person of FOLDER's images (found by the person detector, or per --boxes) or every person of a --coco file (or of
     its --detections), with the ground truth drawn and each person's OKS and PCK in the manifest.
 
     Every image and annotation of the input is accounted for: made, failed or not explained, with why.
@@ -73,6 +76,8 @@ def batch(ctx, folder, boxes, coco, images, detections, min_score, at, out_dir, 
         raise click.UsageError("--coco needs --images")
     if boxes and not folder:
         raise click.UsageError("--boxes goes with an image FOLDER")
+    if whole_image and (boxes or not folder):
+        raise click.UsageError("--whole-image goes with an image FOLDER and no --boxes")
     if detections and not coco:
         raise click.UsageError("--detections needs --coco ANN (its image list) and --images DIR")
     if at == "gt" and not coco:
@@ -84,7 +89,7 @@ def batch(ctx, folder, boxes, coco, images, detections, min_score, at, out_dir, 
     check_output_dir(out_dir, "--out", parents=True)
     from ..zoo import keypoint_names
     items = (coco_items(coco, images, keypoint_names(model_name), detections, min_score) if coco
-             else folder_items(folder, boxes))
+             else folder_items(folder, boxes, whole_image, progress=not no_progress))
     figure_options = FigureOptions(
         keypoints=tuple(keypoints), layers=layer, mode=mode, head=head, where=where,
         occlusion_keypoint=occluded[0], part=part, region=parse_bbox(region, name="--region") if region else None,
