@@ -155,6 +155,8 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
         sm = occlusion_sensitivity(pm, img, bbox=box, window=window, stride=stride, fill=fill,
                                    keypoints=keypoints, batch_size=batch_size, seed=seed, flip=flip,
                                    max_passes=max_passes or None, progress=True)
+        if sm.explanation is not None:        # names image, person and model in the figure's title
+            annotate(sm.explanation, chosen, image, model_name)
         _write_all(paths, sm.figure(), sm.to_csv(), sm.to_json(), inputs, force)
         summary = sm.summary()
         rho = summary["rank_correlation_last_layer"]
