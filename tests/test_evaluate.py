@@ -173,7 +173,7 @@ def test_other_keypoint_sets_are_refused_in_one_line(model, tmp_path):
         evaluate(model, _write(tmp_path / "renamed.json", renamed), DATA, flip=False, progress=False)
 
 
-def test_a_missing_image_is_skipped_with_a_warning(model, tmp_path, caplog):
+def test_a_missing_image_is_skipped_with_a_warning(model, gt_metrics, tmp_path, caplog):
     coco = json.loads(ANN.read_text())
     gone = copy.deepcopy(coco)
     gone["images"][1]["file_name"] = "missing.jpg"
@@ -184,9 +184,13 @@ def test_a_missing_image_is_skipped_with_a_warning(model, tmp_path, caplog):
     m = evaluate(model, _write(tmp_path / "gone.json", gone), DATA, flip=False, progress=False)
     assert m["skipped"] == ["missing.jpg"] and m["num_images"] == 3
     assert any("missing.jpg" in r.getMessage() for r in caplog.records)
-    # the skipped image's people are left out of the evaluation, not counted as missed
+    # the skipped image's people stay in the evaluation (COCOeval's imgIds) and count as not detected
+    on_it = sum(a["image_id"] == iid and a["num_keypoints"] > 0 and not a["iscrowd"] for a in coco["annotations"])
+    assert on_it > 0 and m["num_unread"] == on_it and m["num_annotated"] == 12
     ref = evaluate(model, _write(tmp_path / "without.json", without), DATA, flip=False, progress=False)
-    assert m["AP"] == ref["AP"] and m["num_people"] == ref["num_people"]
+    assert m["num_people"] == ref["num_people"] and ref["num_annotated"] == 12 - on_it and ref["num_unread"] == 0
+    assert m["AP"] <= gt_metrics["AP"] and m["AR"] <= gt_metrics["AR"]   # the same predictions, its people missed
+    assert m["AR"] <= ref["AR"]                                # more people, the same hits
 
 
 def test_cli_eval_with_detections_and_a_missing_image(tmp_path):
@@ -197,10 +201,11 @@ def test_cli_eval_with_detections_and_a_missing_image(tmp_path):
                                             "score": 0.9} for a in coco["annotations"] if a["num_keypoints"]])
     r = subprocess.run([sys.executable, "-m", "tpexplain", "eval", "--coco", ann, "--images", DATA,
                         "--detections", dets, "--no-flip"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr           # as batch: the results are printed, the status says not all
     lines = r.stdout.strip().splitlines()
     assert "missing.jpg" in r.stderr and "skipped 1 of 4 images" in lines[-2] and "missing.jpg" in lines[-2]
     assert lines[-1].startswith("AP=") and "PCK" not in r.stdout
+    assert "over all 12 annotated people" in lines[-1] and "could not be read count as not detected" in lines[-1]
 
 
 def test_an_unreadable_image_is_skipped_and_reported_like_batch(model, gt_metrics, tmp_path):
@@ -211,8 +216,11 @@ def test_an_unreadable_image_is_skipped_and_reported_like_batch(model, gt_metric
     (images / "000000040083.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     r = subprocess.run([sys.executable, "-m", "tpexplain", "eval", "--coco", ANN, "--images", images, "--no-flip"],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr                                              # exit status as batch
     assert "000000040083.jpg" in r.stderr and "cannot decode" in r.stderr          # one warning, as batch
     lines = r.stdout.strip().splitlines()
     assert lines[-2] == "skipped 1 of 4 images (not found or unreadable): 000000040083.jpg"
-    assert lines[-1].startswith("AP=")
+    # the AP line names what it covers: every annotated person, those on the unread image as not detected
+    assert lines[-1].startswith("AP=") and float(lines[-1].split()[0][3:]) <= round(gt_metrics["AP"], 4)
+    assert lines[-1].endswith("over all 12 annotated people: the 2 on the 1 image that could not be read "
+                              "count as not detected"), lines[-1]

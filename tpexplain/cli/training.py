@@ -77,7 +77,11 @@ def train(model_name, coco, images, iters, batch_size, lr, warmup, seed, workers
               help="Also print, per keypoint type, the mean OKS of visible and occluded labels and the "
                    "left/right swap rate (ground-truth boxes).")
 def evaluate(coco, images, detections, model_name, weights, flip, decode, per_keypoint):
-    """COCO keypoint AP as the official TransPose/HRNet validation; the last line is AP=<value>."""
+    """COCO keypoint AP as the official TransPose/HRNet validation; the last line is AP=<value>.
+
+    An image that is missing or unreadable is skipped with a warning but stays in the evaluation: its
+    people count as not detected (the AP line says how many), and the exit status is 1.
+    """
     from ..api import load
     from ..training.evaluate import breakdown_table
     from ..training.evaluate import evaluate as run
@@ -92,8 +96,13 @@ def evaluate(coco, images, detections, model_name, weights, flip, decode, per_ke
     if "PCK_visible" in m:
         click.echo(f"PCK@{0.1:g} visible={m['PCK_visible']:.4f} ({m['num_visible']})  "
                    f"occluded={m['PCK_occluded']:.4f} ({m['num_occluded']})")
-    if m["skipped"]:
-        click.echo(f"skipped {len(m['skipped'])} of {len(m['skipped']) + m['num_images']} images "
-                   f"(not found or unreadable): {', '.join(m['skipped'][:3])}"
-                   + (", ..." if len(m["skipped"]) > 3 else ""))
-    click.echo(f"AP={m['AP']:.4f}")
+    if not m["skipped"]:
+        click.echo(f"AP={m['AP']:.4f}")
+        return
+    n = len(m["skipped"])
+    click.echo(f"skipped {n} of {n + m['num_images']} images (not found or unreadable): "
+               f"{', '.join(m['skipped'][:3])}" + (", ..." if n > 3 else ""))
+    # the unread images stay in the evaluation (as COCOeval's imgIds): their people count as not detected
+    click.echo(f"AP={m['AP']:.4f} over all {m['num_annotated']} annotated people: the {m['num_unread']} on the "
+               f"{n} image{'s' if n != 1 else ''} that could not be read count as not detected")
+    click.get_current_context().exit(1)        # as batch: a well-formed run that could not read every input

@@ -32,11 +32,14 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
     People come from the file's boxes (cleaned as the official loader: `clean_bbox`), or with `detections`
     from a COCO detection-results file (person boxes with score >= 0.0). Each person is predicted, scored
     as box score x mean keypoint score above 0.2, and OKS-NMS (0.9) runs per image before pycocotools.
-    Images that cannot be read are skipped with a warning and left out of the evaluation.
+    An image that cannot be read is skipped with a warning, but stays in the evaluation as in official
+    COCOeval (its `imgIds`): its annotated people have no prediction and count as not detected, so a
+    missing file can only lower AP, never inflate it.
 
     The result holds COCO's metrics by name, `summary` (pycocotools' summary table as text), the people
-    scored, `skipped` (image files not read) and, with ground-truth boxes, PCK for visible and occluded
-    keypoints and `per_keypoint` (see `keypoint_breakdown`).
+    scored, `skipped` (image files not read), `num_annotated` (the annotated people AP covers, all of
+    them), `num_unread` (those on skipped images, counted as not detected) and, with ground-truth boxes,
+    PCK for visible and occluded keypoints (of the images read) and `per_keypoint` (see `keypoint_breakdown`).
     """
     coco = read_coco(annotations)
     names, sigmas = file_keypoints(coco, annotations, pose_model)
@@ -78,10 +81,15 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
     if not results:
         raise ValueError(f"no person predicted on {annotations}"
                          + (f" ({len(skipped)} of {len(people)} images skipped)" if skipped else ""))
-    metrics = coco_metrics(coco, results, sigmas, sorted(set(coco.getImgIds()) - set(skipped)))
+    # every image stays in the evaluation, as in COCOeval: a skipped image's people count as not detected
+    metrics = coco_metrics(coco, results, sigmas, sorted(coco.getImgIds()))
     metrics["num_people"] = len(results)
     metrics["num_images"] = len(people) - len(skipped)
     metrics["skipped"] = [coco.imgs[i]["file_name"] for i in skipped]
+    annotated = evaluated_people(coco)
+    metrics["num_annotated"] = len(annotated)
+    unread = set(skipped)
+    metrics["num_unread"] = sum(a["image_id"] in unread for a in annotated)
     if not detections:
         metrics["PCK_visible"] = float(np.mean(hits[2])) if hits[2] else float("nan")
         metrics["PCK_occluded"] = float(np.mean(hits[1])) if hits[1] else float("nan")
@@ -89,6 +97,15 @@ def evaluate(pose_model: PoseModel, annotations: str | Path, images: str | Path,
         if per_kp:
             metrics["per_keypoint"] = keypoint_breakdown(per_kp, tuple(name_key(n) for n in names))
     return metrics
+
+
+def evaluated_people(coco) -> list[dict]:
+    """The annotations COCOeval scores keypoint AP against: people (category 1), not crowd, with at least
+    one labelled keypoint (the others are ignored by it)."""
+    def labelled(a):
+        return a.get("num_keypoints", sum(v > 0 for v in (a.get("keypoints") or [])[2::3])) > 0
+    return [a for a in coco.dataset.get("annotations", [])
+            if a.get("category_id") == 1 and not a.get("iscrowd") and labelled(a)]
 
 
 def file_keypoints(coco, path: str | Path, pose_model: PoseModel) -> tuple[tuple[str, ...], np.ndarray]:
