@@ -159,3 +159,36 @@ def test_occlusion_at_gt_hides_the_ground_truth_joint(skier_gt):
     assert study.summary()["at"] == "gt" and study.before.ground_truth is not None
     pred = occlusion_study(pm, str(SKIERS), far, bbox=ann["bbox"], flip=False)
     assert pred.mask[py, px] and "at" not in pred.summary()
+
+
+def test_another_keypoint_set_is_matched_by_name_as_batch_does(tmp_path):
+    """An MPII model with COCO labels: --at gt and OKS/PCK use the joints both share (batch's rule); a file
+    sharing no joint is refused in one line, with batch's message."""
+    from tpexplain.batch.inputs import coco_items
+    from tpexplain.zoo import keypoint_names
+    r = cli("attention", SKIERS, "-k", "l_ankle", "--model", "tokenpose-l-d6", "--weights", "random", "--coco", ANN,
+            "--person", "437295", "--at", "gt", "-o", "m.png", cwd=tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "annotation 437295: OKS" in r.stderr and "12 labelled keypoints" in r.stderr
+    assert "not used" not in r.stderr and (tmp_path / "m.png").exists()
+
+    data = json.loads(ANN.read_text())
+    data["categories"][0]["keypoints"] = [f"joint{i}" for i in range(17)]
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(data))
+    r = cli("attention", SKIERS, "-k", "nose", "--coco", odd, "-o", "n.png", cwd=tmp_path)
+    one_line_error(r, "none of its keypoints")
+    with pytest.raises(ValueError) as batch_error:
+        coco_items(odd, DATA, keypoint_names=tuple(keypoint_names("default")))
+    assert r.stderr.strip().splitlines()[-1] == f"Error: {batch_error.value}"
+
+
+def test_bbox_matching_no_annotation_and_person_not_a_number(tmp_path):
+    r = cli("attention", SKIERS, "-k", "nose", "--coco", ANN, "--bbox", "400,0,50,40", "--at", "gt", "-o", "a.png",
+            cwd=tmp_path)
+    one_line_error(r, "--bbox matches no annotated person (IoU ≥ 0.5)")
+    for command in ("attention", "layers", "occlusion"):
+        r = cli(command, SKIERS, "-k", "nose", "--person", "abc", "-o", "b.png", cwd=tmp_path)
+        assert r.exit_code == 2, r.output
+        assert "--person takes a number, or an annotation id with --coco" in r.stderr
+        assert "found" not in r.stderr                  # refused before the detector ran

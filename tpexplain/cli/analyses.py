@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from .options import (annotate, at, box_option, check_outputs, choose, figure_options, keypoint_tag, model_options,
-                      parse_keypoints, query)
+from .options import (annotate, at, box_option, check_outputs, check_person, choose, figure_options, keypoint_tag,
+                      model_options, parse_keypoints, query)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ def layers(image, keypoint, head, radius, where, scale, query, at, model_name, w
     from ..analysis.depth import layer_study
     from ..api import load
     keypoints = parse_keypoints(keypoint, model_name)
+    check_person(person, coco)
     tag = keypoint_tag(keypoints, model_name)
     inputs = [image, weights, coco]
     paths = _outputs(out, f"{Path(image).stem}_{tag}_layers_{model_name}.png", inputs, force)
@@ -89,7 +90,7 @@ def layers(image, keypoint, head, radius, where, scale, query, at, model_name, w
     pm = load(model_name, weights, decode=decode)
     chosen = choose(pm, img, image, bbox, coco, person, at)
     ex = pm.explain(img, bbox=chosen.box, flip=flip, query=query)
-    annotate(ex, chosen, image, model_name)
+    annotate(ex, chosen, image, model_name, weights)
     study = layer_study(ex, keypoints, head=head, radius=radius, at=at)
     _write_all(paths, study.figure(where, scale=scale), study.to_csv(), study.to_json(), inputs, force)
     click.echo(study.table())
@@ -131,6 +132,7 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
     from ..api import load
     from ..io import parse_bbox
     keypoints = parse_keypoints(keypoint, model_name)
+    check_person(person, coco)
     if sweep and symmetric:
         raise click.UsageError("use --sweep or --symmetric, not both")
     if (sweep or symmetric) and (region is not None or part is not None):
@@ -156,7 +158,7 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
                                    keypoints=keypoints, batch_size=batch_size, seed=seed, flip=flip,
                                    max_passes=max_passes or None, progress=True)
         if sm.explanation is not None:        # names image, person and model in the figure's title
-            annotate(sm.explanation, chosen, image, model_name)
+            annotate(sm.explanation, chosen, image, model_name, weights)
         _write_all(paths, sm.figure(), sm.to_csv(), sm.to_json(), inputs, force)
         summary = sm.summary()
         rho = summary["rank_correlation_last_layer"]
@@ -172,7 +174,7 @@ def occlusion(image, keypoint, region, part, fill, sweep, symmetric, window, str
     else:
         study = occlusion_study(pm, img, keypoints[0], bbox=box, region=hidden, part=part, fill=fill,
                                 seed=seed, flip=flip, ground_truth=chosen.ground_truth, at=at)
-    annotate(study.before, chosen, image, model_name)
+    annotate(study.before, chosen, image, model_name, weights)
     study.after.meta.update(study.before.meta)
     _write_all(paths, study.figure(), study.to_csv(), study.to_json(), inputs, force)
     click.echo(study.table())

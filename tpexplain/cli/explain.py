@@ -33,7 +33,7 @@ def attention(image, keypoint, layer, mode, head, where, scale, query, at, model
                                         coco=coco, person=person, at=at)
     layers = parse_layers(layer, pm.num_layers)
     ex = pm.explain(img, bbox=chosen.box, flip=flip, query=query)
-    annotate(ex, chosen, image, model_name)
+    annotate(ex, chosen, image, model_name, weights)
     if len(keypoints) == 1 and len(layers) == 1:
         fig = ex.attention_map(mode, keypoints[0], layers[0], head, at=at).figure(where, scale=scale)
     else:
@@ -70,7 +70,7 @@ def kp_attention(image, layer, head, model_name, weights, flip, decode, bbox, pe
                                         coco=coco, person=person)
     layers = parse_layers(layer, pm.num_layers)
     ex = pm.explain(img, bbox=chosen.box, flip=flip)
-    annotate(ex, chosen, image, model_name)
+    annotate(ex, chosen, image, model_name, weights)
     save_figure(layers_figure([ex.keypoint_attention(i, head) for i in layers]), out_path, force=force,
                 inputs=[image])
     click.echo(str(out_path))
@@ -97,6 +97,6 @@ def explore(image, keypoint, max_queries, query, model_name, weights, flip, deco
     pm, img, chosen, out_path = prepare(image, model_name, weights, bbox, out, default_out, force, kind="html",
                                         decode=decode, coco=coco, person=person)
     ex = pm.explain(img, bbox=chosen.box, flip=flip, query=query)
-    annotate(ex, chosen, image, model_name)
+    annotate(ex, chosen, image, model_name, weights)
     page = explore_page(ex, keypoints=keypoints, max_queries=max_queries, title=Path(image).name)
     click.echo(str(page.save(out_path, force=force, inputs=[image])))

@@ -140,45 +140,87 @@ def check_outputs(paths, inputs, force: bool, kinds=("figure",)) -> None:
         check_output(path, inputs, kind=kind, force=force, option="-o" if i == 0 else "side output")
 
 
+def check_person(person: str | None, coco: str | None) -> None:
+    """A usage error, before any work, for a --person that is no number without --coco (an annotation id
+    needs --coco; a detected person is a number)."""
+    if person is not None and coco is None:
+        try:
+            int(str(person).strip())
+        except ValueError:
+            raise click.UsageError(f"--person takes a number, or an annotation id with --coco (got '{person}')") \
+                from None
+
+
+def _match_keypoints(chosen, coco: str, pose_model) -> None:
+    """Put `chosen`'s ground truth in the model's keypoint order, its joints matched to the file's by name as
+    batch and findings do (`findings.people.keypoint_order`; a file sharing no joint is refused in one line);
+    the file's OKS sigmas follow the same order."""
+    from ..analysis.findings.people import keypoint_order
+    from ..detect.select import ground_truth
+    from ..io import read_coco
+    from ..training.oks import declared_keypoints
+    names, _, sigmas = declared_keypoints(read_coco(coco), coco)
+    order = keypoint_order(list(names), len(names), tuple(pose_model.keypoint_names), str(coco))
+    chosen.order = order
+    chosen.sigmas = tuple(float(sigmas[i]) if i >= 0 else 1.0 for i in order) if sigmas is not None else None
+    if chosen.annotation is not None:
+        chosen.ground_truth = ground_truth(chosen.annotation, order)
+
+
 def choose(pose_model, img, image: str, bbox: str | None, coco: str | None = None, person: str | None = None,
            at: str = "pred"):
     """The person to explain (`tpexplain.detect.select.choose_person`: --bbox, --coco/--person, or the largest
     person found), checked for what --at needs. People are found by the OpenCV detector alone, not re-scored
-    by the pose model, so that every model explains the same person of a photo."""
+    by the pose model, so that every model explains the same person of a photo. With --coco, the ground truth
+    is in the model's keypoint order, its joints matched by name (the rule batch follows)."""
     from ..api import detect_people
-    from ..detect.select import choose_person
+    from ..detect.select import MATCH_IOU, choose_person
     from ..io import parse_bbox
+    check_person(person, coco)
     if at == "gt" and coco is None:
         raise ValueError(f"--at gt needs the person's ground truth: give --coco ANN listing {Path(image).name}")
     box = parse_bbox(bbox, img.shape, "--bbox") if bbox else None
     chosen = choose_person(img, image, box, coco, person, detect=detect_people)
-    k = len(pose_model.keypoint_names)
-    if chosen.ground_truth is not None and chosen.ground_truth.shape[0] != k:
-        mismatch = f"{chosen.label} has {chosen.ground_truth.shape[0]} keypoints, {pose_model.name} predicts {k}"
-        if at == "gt":
-            raise ValueError(f"--at gt: {mismatch}")
-        log.warning(f"{mismatch}: its ground truth is not used")
-        chosen.ground_truth = None
+    if coco is not None:
+        _match_keypoints(chosen, coco, pose_model)
+    if at == "gt" and box is not None and chosen.annotation is None:
+        raise ValueError(f"--at gt: --bbox matches no annotated person (IoU \u2265 {MATCH_IOU:g})")
     if at == "gt" and chosen.ground_truth is None:
-        raise ValueError(f"--at gt: {chosen.label} has no labelled keypoints (use --at pred)")
+        raise ValueError(f"--at gt: {chosen.label} has no labelled keypoints the model predicts (use --at pred)")
     return chosen
 
 
-def annotate(ex, chosen, image: str, model_name: str) -> None:
+def _area(ann: dict) -> float:
+    """An annotation's OKS scale: its area; CrowdPose stores none: 0.53 x the box area, as batch and eval."""
+    return float(ann["area"]) if "area" in ann else 0.53 * ann["bbox"][2] * ann["bbox"][3]
+
+
+def weights_name(weights: str | None) -> str | None:
+    """What figures and side files say of the weights: "random", the checkpoint's file name, or None for
+    the zoo's own."""
+    return None if weights is None else "random" if str(weights) == "random" else Path(str(weights)).name
+
+
+def annotate(ex, chosen, image: str, model_name: str, weights: str | None = None) -> None:
     """Name the explained person on `ex` (meta: image, person, model, box), attach its ground truth, and say
     how well the prediction fits it (OKS, PCK) and whether it fits another annotated person better."""
-    ex.meta.update(image=Path(image).name, person=chosen.label, model=model_name, box=list(chosen.box))
+    ex.meta.update(image=Path(image).name, person=chosen.label, model=model_name, box=list(chosen.box),
+                   weights=weights_name(weights))
     ex.ground_truth = chosen.ground_truth
     if chosen.ground_truth is None or chosen.annotation is None:
         return
     from ..detect.select import ground_truth
     from ..keypoints import COCO_KEYPOINTS, OKS_SIGMAS
     from ..training.oks import person_accuracy
-    sigmas = OKS_SIGMAS if tuple(ex.keypoint_names) == COCO_KEYPOINTS else None
-    others = [(a.get("id"), ground_truth(a), a.get("area", 0.0), a["bbox"]) for a in chosen.others
-              if ground_truth(a) is not None and ground_truth(a).shape == chosen.ground_truth.shape]
+    sigmas = chosen.sigmas
+    if chosen.order is None:        # not matched by name (a Person built without `choose`)
+        sigmas = OKS_SIGMAS if tuple(ex.keypoint_names) == COCO_KEYPOINTS else None
+    others = [(a.get("id"), ground_truth(a, chosen.order), _area(a), a["bbox"]) for a in chosen.others
+              if ground_truth(a, chosen.order) is not None
+              and ground_truth(a, chosen.order).shape == chosen.ground_truth.shape]
     ann = chosen.annotation
-    acc = person_accuracy(ex.keypoints, chosen.ground_truth, ann.get("area", 0.0), ann["bbox"], sigmas, others)
+    acc = person_accuracy(ex.keypoints, chosen.ground_truth, _area(ann), ann["bbox"], sigmas, others)
+    ex.meta["accuracy"] = {"annotation": ann.get("id"), **acc}
     oks = "n/a (no sigmas for these keypoints)" if acc["oks"] is None else f"{acc['oks']:.3f}"
     pck = "n/a" if acc["pck"] is None else f"{acc['pck']:.3f}"
     log.info(f"{chosen.label}: OKS {oks}, PCK {pck} ({acc['labelled']} labelled keypoints)")
@@ -191,12 +233,13 @@ def prepare(image: str, model_name: str, weights: str | None, bbox: str | None, 
             default_out: str, force: bool = False, kind: str = "figure", decode: str = "official",
             coco: str | None = None, person: str | None = None, at: str = "pred"):
     """Check the output path and read the image (cheap, so first), load the model, then choose the person
-    (`choose`).
+    (`choose`); a --person that is no number without --coco fails before any of it.
 
     Returns (pose_model, image, person, out_path); `person.box` is the box to explain.
     """
     from ..api import load
     from ..io import read_image
+    check_person(person, coco)
     out_path = Path(out or default_out)
     check_outputs([out_path], [image, weights, coco], force, (kind,))
     img = read_image(image)

@@ -38,6 +38,8 @@ class Person:
     ground_truth: np.ndarray | None = None       # (K, 3) x, y, v (COCO; v = 0 unlabelled)
     annotation: dict | None = field(default=None, repr=False)     # its COCO annotation (id, area, bbox, ...)
     others: list[dict] = field(default_factory=list, repr=False)  # the image's other annotated people
+    order: list[int] | None = field(default=None, repr=False)     # model joint j is the file's order[j] (-1: none)
+    sigmas: tuple[float, ...] | None = field(default=None, repr=False)   # the file's OKS sigmas in that order
 
 
 def box_text(box) -> str:
@@ -45,12 +47,16 @@ def box_text(box) -> str:
     return ",".join(f"{float(v):.0f}" for v in box)
 
 
-def ground_truth(ann: dict) -> np.ndarray | None:
-    """An annotation's keypoints as (K, 3), or None when none is labelled."""
+def ground_truth(ann: dict, order: list[int] | None = None) -> np.ndarray | None:
+    """An annotation's keypoints as (K, 3), or None when none is labelled; with `order` (the file's index of
+    each of the model's joints, -1 for none: `findings.people.keypoint_order`), in the model's order."""
     kp = np.asarray(ann.get("keypoints") or [], dtype=np.float64)
-    if kp.size == 0 or kp.size % 3 or not (kp[2::3] > 0).any():
+    if kp.size == 0 or kp.size % 3:
         return None
-    return kp.reshape(-1, 3)
+    kp = kp.reshape(-1, 3)
+    if order is not None:
+        kp = np.array([kp[i] if 0 <= i < len(kp) else (0.0, 0.0, 0.0) for i in order], np.float64).reshape(-1, 3)
+    return kp if (kp[:, 2] > 0).any() else None
 
 
 def image_annotations(coco_path: str | Path, image_path: str | Path) -> list[dict]:
