@@ -86,9 +86,9 @@ def test_coco_batch_accounts_for_every_image_and_annotation_and_a_changed_box_re
            "--weights", str(small_weights), "-k", "l_ankle", "--dpi", "40", "--jobs", "2"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stderr                             # the missing image failed
-    assert ("13 persons: 12 figures made, 0 up to date (skipped), 1 failed (1 person)" in run.stderr
+    assert ("13 people: 12 figures made, 0 up to date, 1 failed (1 person)" in run.stderr
             and "; 4 not explained (annotation without keypoints: 2, crowd: 1, no labelled people: 1)" in run.stderr)
-    assert "persons" in run.stderr and "ETA" in run.stderr          # progress bar and summary on stderr
+    assert "batch: 13/13 people, " in run.stderr and "ETA" in run.stderr          # progress bar and summary on stderr
     assert run.stdout.strip() == str(out / "index.html")
     rows = read_manifest(out / "manifest.jsonl")
     # every annotation of the file is in the manifest once, as made, failed or not explained with why
@@ -96,9 +96,9 @@ def test_coco_batch_accounts_for_every_image_and_annotation_and_a_changed_box_re
     assert len(rows) == len(by_person) == len(data["annotations"]) + 1
     assert set(by_person) == {f"ann{a['id']}" for a in data["annotations"]} | {"image"}
     status = {p: (r["status"], r.get("reason")) for p, r in by_person.items() if r["status"] != "ok"}
-    assert status == {"ann1202706": ("skipped", "annotation without keypoints"),
-                      "ann508900": ("skipped", "annotation without keypoints"),
-                      "ann7002": ("skipped", "crowd"), "image": ("skipped", "no labelled people"),
+    assert status == {"ann1202706": ("not explained", "annotation without keypoints"),
+                      "ann508900": ("not explained", "annotation without keypoints"),
+                      "ann7002": ("not explained", "crowd"), "image": ("not explained", "no labelled people"),
                       "ann7001": ("failed", None)}
     assert "missing.jpg" in by_person["ann7001"]["input"] and "not found" in by_person["ann7001"]["error"]
     # and every image of the file
@@ -126,7 +126,7 @@ def test_coco_batch_accounts_for_every_image_and_annotation_and_a_changed_box_re
     data["annotations"][2]["bbox"] = [250.0, 130.0, 150.0, 160.0]        # ann230195
     ann_path.write_text(json.dumps(data))
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert "1 figures made, 11 up to date (skipped), 1 failed" in again.stderr, again.stderr
+    assert "1 figure made, 11 up to date, 1 failed" in again.stderr, again.stderr
     changed = {n for n, t in stamps.items() if (out / n).stat().st_mtime_ns != t}
     assert changed == {"000000040083_ann230195_attention.png"}
     row = {r["person"]: r for r in read_manifest(out / "manifest.jsonl")}["ann230195"]
@@ -135,7 +135,7 @@ def test_coco_batch_accounts_for_every_image_and_annotation_and_a_changed_box_re
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     (images / "missing.jpg").write_bytes((coco_dir / "000000000785.jpg").read_bytes())
     third = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert third.returncode == 0 and "1 figures made, 12 up to date (skipped), 0 failed" in third.stderr
+    assert third.returncode == 0 and "1 figure made, 12 up to date, 0 failed" in third.stderr
     assert {n: t for n, t in stamps.items() if n.endswith(".png")} == {
         p.name: p.stat().st_mtime_ns for p in out.glob("*.png") if p.name != "missing_ann7001_attention.png"}
     assert not [p for p in out.iterdir() if p.name.startswith(".")]           # no temporaries left
@@ -160,7 +160,7 @@ def test_folder_batch_reports_a_corrupt_image_and_makes_the_others(coco_dir, sma
     assert "2 figures made" in result.output and "1 failed" in result.output
     # progress through tpexplain.progress: not a terminal, so log lines; the last one counts all and the failure
     progress_lines = [m for m in _messages(caplog) if m.startswith("batch: ")]
-    assert progress_lines and progress_lines[-1].startswith("batch: 3/3 persons, ")
+    assert progress_lines and progress_lines[-1].startswith("batch: 3/3 people, ")
     assert progress_lines[-1].endswith(", 1 failed") and progress_lines[-1] in result.output
     assert any(m.startswith("failed: ") and "broken.jpg" in m for m in _messages(caplog))
     assert sorted(p.name for p in out.glob("*.png")) == ["000000000785_attention.png", "000000040083_attention.png"]
@@ -172,7 +172,7 @@ def test_folder_batch_reports_a_corrupt_image_and_makes_the_others(coco_dir, sma
     (images / "broken.jpg").write_bytes((coco_dir / "000000196141.jpg").read_bytes())
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "1 figures made, 2 up to date (skipped), 0 failed" in result.output
+    assert "1 figure made, 2 up to date, 0 failed" in result.output
     assert (out / "broken_attention.png").is_file()
 
 
@@ -182,9 +182,9 @@ def test_changed_options_redo_and_interrupted_output_is_not_complete(coco_dir, s
     out = tmp_path / "o"
     opts = FigureOptions(keypoints=("l_ankle",), dpi=40)
     s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts)
-    assert (s.made, s.skipped, s.failed) == (1, 0, 0)
+    assert (s.made, s.up_to_date, s.failed) == (1, 0, 0)
     lines = [m for m in _messages(caplog) if m.startswith("batch: ")]
-    assert len(lines) == 1 and lines[0].startswith("batch: 1/1 persons, ") and "failed" not in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("batch: 1/1 people, ") and "failed" not in lines[0]
     caplog.clear()
     figure = out / "000000000785_box0_attention.png"
     # a file without its manifest row (killed between the write and the record) is redone
@@ -200,10 +200,10 @@ def test_changed_options_redo_and_interrupted_output_is_not_complete(coco_dir, s
     with open(out / "manifest.jsonl", "a") as fh:
         fh.write('{"input": "cut off')
     s = run_batch(items, ["attention"], out, weights=str(small_weights), jobs=1, options=opts2, progress=False)
-    assert (s.made, s.skipped) == (0, 1)
+    assert (s.made, s.up_to_date) == (0, 1)
     assert not (out / ".000000000785_box0_attention.abcd1234.png").exists()
     assert not [m for m in _messages(caplog) if m.startswith("batch: ")]        # progress=False: no progress
-    assert f"1 figure already complete in {out}: skipped" in _messages(caplog)
+    assert f"1 figure already complete in {out}: up to date, kept" in _messages(caplog)
 
 
 def test_boxes_file_and_input_errors(coco_dir, tmp_path):
@@ -269,7 +269,7 @@ def test_new_weights_in_the_same_file_redo_the_figures(coco_dir, small_weights, 
     opts = FigureOptions(keypoints=("l_ankle",), dpi=40)
     run = lambda: run_batch(items, ["attention"], tmp_path / "o", weights=str(weights), jobs=1, options=opts,
                             progress=False)
-    assert run().made == 1 and run().skipped == 1
+    assert run().made == 1 and run().up_to_date == 1
     from tpexplain import zoo
     torch.manual_seed(7)
     torch.save(zoo.build("default").state_dict(), weights)     # retrained: same name, other weights
@@ -291,7 +291,7 @@ def test_resume_checks_that_each_output_is_the_file_its_row_describes(coco_dir, 
     row = read_manifest(out / "manifest.jsonl")[0]
     assert (row["bytes"], row["sha256"]) == (len(made), hashlib.sha256(made).hexdigest())
     assert row["bbox"] == [280.79, 44.73, 218.7, 346.68]
-    assert run(item).skipped == 1
+    assert run(item).up_to_date == 1
     # the same size, other bytes: not the file the row describes, redone
     figure.write_bytes(made[:-20] + bytes(20))
     assert run(item).made == 1 and figure.read_bytes() == made
@@ -302,14 +302,14 @@ def test_resume_checks_that_each_output_is_the_file_its_row_describes(coco_dir, 
     assert run(item).made == 1 and not figure.is_symlink() and (tmp_path / "elsewhere.png").read_bytes() == made
     # the box changed in the annotation file: the same output name, another figure
     moved = Item(item.image, item.person, (270.0, 40.0, 220.0, 350.0))
-    assert run(moved).made == 1 and run(moved).skipped == 1
+    assert run(moved).made == 1 and run(moved).up_to_date == 1
     # rows edited by hand: ignored when not of the manifest's shape, redone when they do not describe the file
     good = read_manifest(out / "manifest.jsonl")[-1]
     with open(out / "manifest.jsonl", "a") as fh:
         for bad in ({"output": ["x"]}, {"output": "../" + good["output"]}, {"bbox": ["a", 1, 2, 3]},
                     {"figure": 3}, {"input": None}):
             fh.write(json.dumps({**good, **bad}) + "\n")
-    assert run(moved).skipped == 1
+    assert run(moved).up_to_date == 1
     with open(out / "manifest.jsonl", "a") as fh:
         fh.write(json.dumps({**good, "sha256": None}) + "\n")           # a row from an older version
     assert run(moved).made == 1
@@ -484,10 +484,39 @@ def test_folder_without_boxes_explains_every_person_found(coco_dir, small_weight
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"skiers_det{i}_attention.png"
                                                                  for i in range(1, len(found) + 1))
     rows = read_manifest(out / "manifest.jsonl")
-    assert {r["status"] for r in rows if Path(r["input"]).name == "blank.png"} == {"skipped"}
+    assert {r["status"] for r in rows if Path(r["input"]).name == "blank.png"} == {"not explained"}
 
 
 def _blank_png() -> bytes:
     import cv2
     import numpy as np
     return cv2.imencode(".png", np.full((240, 320, 3), 127, np.uint8))[1].tobytes()
+
+
+def test_summary_wording_singular_plural_and_one_meaning_of_each_word(tmp_path, caplog):
+    from tpexplain.batch.inputs import Skip
+    from tpexplain.batch.manifest import compacted
+    from tpexplain.batch.runner import BatchSummary
+    from tpexplain.progress import progress
+    one = BatchSummary(persons=1, made=1, index="i.html")
+    assert str(one).startswith("1 person: 1 figure made, 0 up to date, 0 failed in ")
+    many = BatchSummary(persons=3, made=0, up_to_date=2, failed=2, index="i.html",
+                        failures=[("a.jpg", "box0", "attention", "x"), ("b.jpg", "box0", "attention", "x")],
+                        not_explained=[Skip("c.jpg", "image", "no person found")])
+    assert str(many).startswith("3 people: 0 figures made, 2 up to date, 2 failed (2 people); "
+                                "1 not explained (no person found: 1) in ")
+    assert "skipped" not in str(many) and many.skipped == 2          # the former name still reads
+    # a resume whose only work failed at once: no rate (it would be thousands per second)
+    caplog.set_level(logging.INFO, logger="tpexplain")
+    with progress(2, desc="batch", unit="people") as bar:
+        bar.update(2, failed=2)
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch: ")] == [
+        "batch: 2/2 people, 2 failed"]
+    # the manifest says "not explained"; a manifest written when it said "skipped" still reads
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(
+        {"input": "d.jpg", "person": "image", "figure": None, "output": None, "status": "skipped",
+         "reason": "no labelled people"}) + "\n")
+    assert read_manifest(tmp_path / "manifest.jsonl")[0]["status"] == "not explained"
+    rows = compacted(tmp_path / "manifest.jsonl", [Skip("c.jpg", "image", "no person found")])
+    assert [r["status"] for r in rows] == ["not explained"]
+    assert "1 not explained" in gallery_html(rows) and "0 people, 0 figures" in gallery_html(rows)

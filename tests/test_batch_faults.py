@@ -40,11 +40,11 @@ def test_a_killed_worker_costs_nothing_and_repeated_deaths_fail_only_that_person
     assert len((marks / f"{once}.killed").read_text().split()) == 1
     assert len((marks / f"{always}.killed").read_text().split()) == 3
     assert run.returncode == 1, run.stderr               # one person could not be made
-    assert "11 figures made, 0 up to date (skipped), 1 failed (1 person); 3 retries of 2 persons after a " \
+    assert "11 figures made, 0 up to date, 1 failed (1 person); 3 retries of 2 people after a " \
            "worker died" in run.stderr
     assert "worker killed by SIGKILL while on" in run.stderr and "attempt 2 of 3" in run.stderr
     rows = {r["person"]: r for r in read_manifest(out / "manifest.jsonl")}
-    assert len(rows) == 14 and sum(r["status"] == "skipped" for r in rows.values()) == 2   # 2 without keypoints
+    assert len(rows) == 14 and sum(r["status"] == "not explained" for r in rows.values()) == 2   # 2 without keypoints
     assert rows[items[2].person]["status"] == "ok"
     assert rows[items[7].person]["status"] == "failed"
     assert rows[items[7].person]["error"] == "worker died on this person 3 times (last: killed by SIGKILL)"
@@ -54,7 +54,7 @@ def test_a_killed_worker_costs_nothing_and_repeated_deaths_fail_only_that_person
     # the resumed run does only the failed person (no kill this time)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "1 figures made, 11 up to date (skipped), 0 failed" in again.stderr
+    assert "1 figure made, 11 up to date, 0 failed" in again.stderr
 
 
 def test_kill_9_of_a_worker_from_outside_mid_run(coco_dir, small_weights, tmp_path):
@@ -80,7 +80,7 @@ def test_kill_9_of_a_worker_from_outside_mid_run(coco_dir, small_weights, tmp_pa
     assert (summary.made, summary.failed) == (12, 0), summary.failures
     assert len(summary.retried) == 1 and summary.retried[0][2] == "killed by SIGKILL"
     assert "1 retry of 1 person after a worker died" in str(summary)
-    rows = [r for r in read_manifest(out / "manifest.jsonl") if r["status"] != "skipped"]
+    rows = [r for r in read_manifest(out / "manifest.jsonl") if r["status"] != "not explained"]
     assert len(rows) == 12 and all(r["status"] == "ok" for r in rows)
     assert all((out / r["output"]).stat().st_size == r["bytes"] for r in rows)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]      # nothing half-written
@@ -127,7 +127,7 @@ def test_a_run_whose_every_figure_fails_writes_nothing(coco_dir, small_weights, 
     (images / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg any more")
     result = CliRunner().invoke(main, args + ["--force"])
     assert result.exit_code == 1 and "cannot decode" in result.output
-    assert "0 figures made, 0 up to date (skipped), 1 failed" in result.output
+    assert "0 figures made, 0 up to date, 1 failed" in result.output
     assert f"nothing written to {out}" in result.output
     assert _listing(out) == before                 # the good manifest, gallery and figure are kept
     # into a new folder: no folder, no gallery of failures

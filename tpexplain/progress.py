@@ -51,9 +51,12 @@ class Progress:
         elapsed = time.monotonic() - self._start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         total = f"/{self.total}" if self.total is not None else ""
-        text = f"{self.desc}: {self.done}{total} {self.unit}, {rate:.2f} {self.unit}/s"
-        if self.total is not None and rate > 0:
-            text += f", ETA {(self.total - self.done) / rate:.0f} s"
+        text = f"{self.desc}: {self.done}{total} {self.unit}"
+        # no rate while every unit failed: failures that end at once (a missing file) give absurd rates
+        if self.done > self.failed:
+            text += f", {rate:.2f} {self.unit}/s"
+            if self.total is not None and rate > 0:
+                text += f", ETA {(self.total - self.done) / rate:.0f} s"
         return text + (f", {self.failed} failed" if self.failed else "")
 
     def close(self) -> None:

@@ -11,8 +11,8 @@ def gallery_html(rows: list[dict], title: str = "tpexplain batch") -> str:
     """A static page of every output in a manifest, grouped by person; failures listed first, then the
     images and annotations not explained; each person's OKS and PCK against its ground truth, when known."""
     e = html.escape
-    not_explained = [r for r in rows if r.get("status") == "skipped"]
-    rows = [r for r in rows if r.get("status") != "skipped"]
+    not_explained = [r for r in rows if r.get("status") in ("not explained", "skipped")]   # "skipped": old manifests
+    rows = [r for r in rows if r.get("status") not in ("not explained", "skipped")]
     people: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         people.setdefault((r["input"], r["person"]), []).append(r)
@@ -27,7 +27,8 @@ def gallery_html(rows: list[dict], title: str = "tpexplain batch") -> str:
              ".err{color:#b00;font-size:12px}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
              "</style></head><body>",
-             f"<h1>{e(title)}</h1><p>{len(people)} persons, {ok} figures, {len(failed)} failed"
+             f"<h1>{e(title)}</h1><p>{_count(len(people), 'person', 'people')}, {_count(ok, 'figure')}, "
+             f"{len(failed)} failed"
              + (f", {len(not_explained)} not explained" if not_explained else "") + "</p>"]
     if failed:
         parts.append("<h2>Failed</h2><table><tr><th>input</th><th>person</th><th>figure</th><th>error</th></tr>")
@@ -67,3 +68,7 @@ def _accuracy(acc: dict | None) -> str:
     if acc.get("closer_to") is not None:
         text += f" · <b class='err'>closer to annotation {html.escape(str(acc['closer_to']))}</b>"
     return text
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

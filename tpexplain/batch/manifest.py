@@ -13,6 +13,10 @@ from .inputs import Item, Skip
 from .options import FigureOptions
 
 MANIFEST = "manifest.jsonl"
+# the status of an input's image or annotation left out (with its "reason"); manifests written before
+# this name was chosen say "skipped", which is read as this one
+NOT_EXPLAINED = "not explained"
+_OLD_NOT_EXPLAINED = "skipped"
 
 
 def output_name(item: Item, kind: str, options: FigureOptions) -> str:
@@ -32,7 +36,7 @@ def person_rows(item: Item, kinds: list[str], options: FigureOptions, error: str
 
 def skip_rows(skipped: Iterable[Skip]) -> list[dict]:
     """One manifest row per image or annotation of the input that is not explained, with why."""
-    return [{"input": s.image, "person": s.person, "figure": None, "output": None, "status": "skipped",
+    return [{"input": s.image, "person": s.person, "figure": None, "output": None, "status": NOT_EXPLAINED,
              "reason": s.reason} for s in skipped]
 
 
@@ -60,13 +64,15 @@ def read_manifest(path: str | Path) -> list[dict]:
             row = json.loads(line)
         except ValueError:
             continue
+        if isinstance(row, dict) and row.get("status") == _OLD_NOT_EXPLAINED:
+            row["status"] = NOT_EXPLAINED
         if _well_formed(row):
             rows.append(row)
     return rows
 
 
 def _well_formed(row) -> bool:
-    if isinstance(row, dict) and row.get("status") == "skipped":     # an input not explained: no output
+    if isinstance(row, dict) and row.get("status") == NOT_EXPLAINED:     # an input left out: no output
         return all(isinstance(row.get(k), str) for k in ("input", "person", "reason"))
     fields = ("input", "person", "figure", "output")
     if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in fields):
@@ -81,12 +87,14 @@ def _well_formed(row) -> bool:
 
 
 def latest(rows: Iterable[dict]) -> dict[str, dict]:
-    """The last row of each output (a re-run appends; the newest row is the truth); skipped rows left out."""
+    """The last row of each output (a re-run appends; the newest row is the truth); inputs not explained
+    (no output) left out."""
     return {r["output"]: r for r in rows if r.get("output") is not None}
 
 
 def compacted(path: Path, skipped: Iterable[Skip] = ()) -> list[dict]:
-    """The latest row per output, then this run's `skipped` inputs, sorted by input, person and output."""
+    """The latest row per output, then this run's inputs not explained (`skipped`), sorted by input,
+    person and output."""
     return sorted([*latest(read_manifest(path)).values(), *skip_rows(skipped)],
                   key=lambda r: (r["input"], r["person"], r["output"] or ""))
 

@@ -1,4 +1,4 @@
-"""`run_batch`: make each figure kind for each person, skipping complete outputs, on every core."""
+"""`run_batch`: make each figure kind for each person, keeping complete outputs, on every core."""
 from __future__ import annotations
 
 import dataclasses
@@ -28,11 +28,12 @@ log = logging.getLogger(__name__)
 class BatchSummary:
     """What a run did. `failures` lists (input, person, figure, error); `retried` lists (input, person, why)
     for each person tried again on a fresh worker after its worker died; `not_explained` lists the input's
-    images and annotations left out (`Skip`: image, person, reason), also in the manifest."""
+    images and annotations left out (`Skip`: image, person, reason), also in the manifest. `up_to_date`
+    counts the figures already complete, kept as they were."""
 
     persons: int = 0
     made: int = 0
-    skipped: int = 0
+    up_to_date: int = 0
     failed: int = 0
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     retried: list[tuple[str, str, str]] = field(default_factory=list)
@@ -48,15 +49,20 @@ class BatchSummary:
     def failed_inputs(self) -> int:
         return len({(f[0], f[1]) for f in self.failures})
 
+    @property
+    def skipped(self) -> int:
+        """The former name of `up_to_date`."""
+        return self.up_to_date
+
     def __str__(self) -> str:
-        text = (f"{self.persons} persons: {self.made} figures made, {self.skipped} up to date (skipped), "
-                f"{self.failed} failed")
+        text = (f"{_people(self.persons)}: {self.made} figure{'s' if self.made != 1 else ''} made, "
+                f"{self.up_to_date} up to date, {self.failed} failed")
         if self.failed:
-            text += f" ({self.failed_inputs} person{'s' if self.failed_inputs != 1 else ''})"
+            text += f" ({_people(self.failed_inputs)})"
         if self.retried:
             people = len({(r[0], r[1]) for r in self.retried})
-            text += (f"; {len(self.retried)} retr{'ies' if len(self.retried) != 1 else 'y'} of {people} "
-                     f"person{'s' if people != 1 else ''} after a worker died")
+            text += (f"; {len(self.retried)} retr{'ies' if len(self.retried) != 1 else 'y'} of {_people(people)} "
+                     f"after a worker died")
         if self.closer:
             n = len(self.closer)
             text += (f"; {n} prediction{'s' if n != 1 else ''} closer to another annotated person than to "
@@ -79,11 +85,15 @@ class BatchSummary:
         return f"<p>{html.escape(str(self))}</p>{failures}"
 
 
+def _people(n: int) -> str:
+    return f"{n} {'person' if n == 1 else 'people'}"
+
+
 def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, model_name: str = "default",
               weights: str | None = None, jobs: int | None = None, options: FigureOptions | None = None,
               force: bool = False, progress: bool = True, max_retries: int = MAX_RETRIES,
               scheduler: str | None = None) -> BatchSummary:
-    """Make each figure kind for each person into `out_dir`, skipping outputs that are already complete.
+    """Make each figure kind for each person into `out_dir`, keeping outputs that are already complete.
 
     The model, its weights and the options are checked once, before any worker starts or `out_dir` is
     touched: a run that cannot start raises and leaves `out_dir` as it was. `jobs` worker processes
@@ -108,7 +118,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
     previous = latest(read_manifest(manifest_path))
     checkpoint = checkpoint_fingerprint(model_name, weights)
     todo: list[Task] = []
-    skipped = 0
+    up_to_date = 0
     names = set()
     for it in items:
         pending = []
@@ -117,7 +127,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
             names.add(name)
             if not force and is_complete(previous.get(name), out, it, options.signature(kind), model_name,
                                          checkpoint):
-                skipped += 1
+                up_to_date += 1
             else:
                 pending.append(kind)
         if pending:
@@ -132,13 +142,14 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out, names | {MANIFEST, INDEX})
-    summary = BatchSummary(persons=len(items), skipped=skipped, out_dir=str(out), manifest=str(manifest_path),
-                           index=str(out / INDEX), not_explained=list(getattr(items, "skipped", [])))
-    if skipped:
-        log.info(f"{skipped} figure{'s' if skipped != 1 else ''} already complete in {out}: skipped")
+    summary = BatchSummary(persons=len(items), up_to_date=up_to_date, out_dir=str(out),
+                           manifest=str(manifest_path), index=str(out / INDEX),
+                           not_explained=list(getattr(items, "skipped", [])))
+    if up_to_date:
+        log.info(f"{up_to_date} figure{'s' if up_to_date != 1 else ''} already complete in {out}: up to date, kept")
     failed_rows: list[dict] = []    # written at the end, and only if the run made or kept something
 
-    with progress_bar(len(todo), desc="batch", unit="persons", enabled=progress and bool(todo)) as bar:
+    with progress_bar(len(todo), desc="batch", unit="people", enabled=progress and bool(todo)) as bar:
         def record(rows: list[dict]) -> None:
             # a made figure is on record at once, so a run killed later still skips it when resumed
             append_rows(manifest_path, [r for r in rows if r["status"] == "ok"], model_name, weights, checkpoint)
@@ -167,7 +178,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
             summary.interrupted = True
         finally:
             clean_stale_temporaries(out, names)     # left by a worker killed mid-write
-            if summary.made == 0 and summary.skipped == 0 and summary.failed:
+            if summary.made == 0 and summary.up_to_date == 0 and summary.failed:
                 _leave_untouched(out, created, summary)
             else:
                 append_rows(manifest_path, failed_rows, model_name, weights, checkpoint)
@@ -249,10 +260,11 @@ def _leave_untouched(out: Path, created: bool, summary: BatchSummary) -> None:
             pass
 
 
-def _finish(out: Path, summary: BatchSummary, model_name: str, skipped: list[Skip], items: list[Item]) -> None:
+def _finish(out: Path, summary: BatchSummary, model_name: str, not_explained: list[Skip],
+            items: list[Item]) -> None:
     """Compact the manifest (latest row per output, then the inputs not explained) and write the gallery,
     both atomically; count this run's people whose prediction fits another annotated person better."""
-    rows = compacted(out / MANIFEST, skipped)
+    rows = compacted(out / MANIFEST, not_explained)
     people = {(it.image, it.person) for it in items}
     summary.closer = sorted({(r["input"], r["person"], r["accuracy"]["closer_to"]) for r in rows
                              if (r["input"], r["person"]) in people and isinstance(r.get("accuracy"), dict)
