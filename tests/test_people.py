@@ -192,3 +192,34 @@ def test_bbox_matching_no_annotation_and_person_not_a_number(tmp_path):
         assert r.exit_code == 2, r.output
         assert "--person takes a number, or an annotation id with --coco" in r.stderr
         assert "found" not in r.stderr                  # refused before the detector ran
+
+
+def test_symmetric_at_gt_says_so_places_regions_from_the_ground_truth_and_names_the_person(tmp_path):
+    r = cli("occlusion", SKIERS, "-k", "l_wrist", "--symmetric", "--at", "gt", "--coco", ANN, "--person", "437295",
+            "-o", "s.png", cwd=tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "hide l_wrist at its ground-truth position (mean) → l_wrist" in r.stdout
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["symmetric"]["regions_from"] == "ground truth"
+    assert (data["image"], data["person"], data["model"], data["weights"]) == \
+        ("000000197388.jpg", "annotation 437295", "default", None)
+    assert len(data["box"]) == 4 and 0 <= data["oks"] <= 1 and 0 <= data["pck"] <= 1 and data["labelled"] == 16
+    header, first = (tmp_path / "s.csv").read_text().splitlines()[:2]
+    assert header == "region,mass_before,mass_after,shift,image,person,box,model,weights,oks,pck"
+    assert first.startswith("own,") and ",000000197388.jpg,annotation 437295,\"139,102,222,242\",default,," in first
+
+
+def test_own_and_mirror_regions_that_overlap_are_warned(skier_gt, caplog):
+    from dataclasses import replace
+
+    from tpexplain.analysis.occlusion import _mirror_overlap, regions_pose
+    pm, ex, ann, far = skier_gt
+    k, m = ex.keypoint("l_wrist"), ex.keypoint("r_wrist")
+    from_gt = regions_pose(ex, "gt")
+    gt = ex.ground_truth_at("crop")
+    assert np.allclose(from_gt.keypoints_crop[k], gt[k, :2]) and regions_pose(ex, "pred") is ex
+    collapsed = np.array(ex.keypoints_crop, np.float64)
+    collapsed[m] = collapsed[k] + 1                 # a prediction collapsed onto the mirror joint
+    with caplog.at_level("WARNING"):
+        assert _mirror_overlap(replace(ex, keypoints_crop=collapsed), k, m, "pred")
+    assert "own and mirror regions overlap" in caplog.text and "--at gt" in caplog.text

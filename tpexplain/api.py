@@ -30,6 +30,7 @@ class PoseModel:
         self.name = name
         self.keypoint_names = keypoint_names
         self.decode = decode    # what predict/explain use when not told: "official" or "guarded"
+        self.weights: str | None = None   # "random", a checkpoint's file name, or None for the zoo's own (`load`)
 
     def __repr__(self) -> str:
         lay = self.layout
@@ -103,6 +104,7 @@ class PoseModel:
                          keypoints_heatmap=poses.keypoints_heatmap[0], query_convention=query)
         if bbox is not None:   # the person box, drawn in figures over the image
             ex.meta["box"] = [float(v) for v in bbox]
+        ex.meta["weights"] = self.weights    # titles say "(random weights)"; side files name the checkpoint
         return ex
 
 
@@ -126,8 +128,9 @@ def load(name: str = "default", weights: str | Path | None = None, device: str =
         model = zoo.build(name)
     else:
         load_checkpoint(model, weights)
-    return PoseModel(model.to(device), name.strip().lower(), getattr(model, "keypoint_names", COCO_KEYPOINTS),
-                     decode)
+    pm = PoseModel(model.to(device), name.strip().lower(), getattr(model, "keypoint_names", COCO_KEYPOINTS), decode)
+    pm.weights = None if weights is None else "random" if str(weights) == "random" else Path(str(weights)).name
+    return pm
 
 
 def detect_people(image: np.ndarray | str | Path, pose_model: PoseModel | None = None) -> list[Detection]:

@@ -79,7 +79,7 @@ def made_by_tpexplain(path: str | Path) -> bool:
         return False
     if ext == "csv":
         first = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
-        return first in CSV_HEADERS
+        return first in CSV_HEADERS or any(first.startswith(h + ",") for h in CSV_HEADERS)   # + added columns
     if ext in FORMATS["checkpoint"]:
         # torch.save's zip cannot carry a mark: a PyTorch checkpoint may be replaced by another one
         return head.startswith(b"PK\x03\x04") and b"/data.pkl" in head[:200]

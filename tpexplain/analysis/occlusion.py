@@ -8,7 +8,8 @@ Hiding (regions, body parts, fills) is `tpexplain.analysis.hiding`; the occlusio
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 
 import cv2
 import matplotlib.pyplot as plt
@@ -18,10 +19,12 @@ from .. import figures
 from ..explanation import Explanation
 from ..io import as_rgb
 from ..keypoints import keypoint_index
-from .depth import person_size
+from .depth import default_radius, person_size
 from .hiding import check_fill, describe_region, hide, part_joints, part_region, region_mask
 from .regions import REGIONS, region_masses
 from .results import Result
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,7 +75,8 @@ class OcclusionStudy(Result):
         return ["region", "mass_before", "mass_after", "shift"], rows
 
     def table(self) -> str:
-        lines = [f"hide {self.hidden} ({self.fill}) → {self.keypoint}",
+        at = " at its ground-truth position" if self.at == "gt" else ""
+        lines = [f"hide {self.hidden}{at} ({self.fill}) → {self.keypoint}",
                  f"displacement {self.displacement_px:.1f} px = {self.displacement_norm:.3f} person sizes",
                  f"heatmap peak {self.peak_before:.4f} → {self.peak_after:.4f} (drop {self.peak_drop:+.4f}); "
                  f"at the clean peak {self.value_at_clean_peak_after:.4f}",
@@ -137,7 +141,8 @@ def occlusion_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
     explanations; `at` "gt" places the hidden part and the dependency query at the ground-truth joints
     instead of the predicted ones.
 
-    Dependency masses are sorted into the regions of the clean pose (`region_masks`), before and after.
+    Dependency masses are sorted into the regions of the clean pose (`region_masks`; with `at` "gt", of the
+    ground-truth pose where labelled), before and after.
     """
     check_fill(fill)
     if region is not None and part is not None:
@@ -170,8 +175,35 @@ def occlusion_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
         displacement_px=float(disp[k]), displacement_norm=disp_crop / person_size(before),
         peak_before=float(hb.max()), peak_after=float(ha.max()), peak_drop=float(hb.max() - ha.max()),
         value_at_clean_peak_after=float(ha.flatten()[clean_peak]),
-        masses_before=_masses(before, before, k, at), masses_after=_masses(before, after, k, at),
+        masses_before=_masses(regions_pose(before, at), before, k, at),
+        masses_after=_masses(regions_pose(before, at), after, k, at),
         displacements_px={before.keypoint_names[i]: float(d) for i, d in enumerate(disp)}, at=at)
+
+
+def regions_pose(ex: Explanation, at: str = "pred") -> Explanation:
+    """The explanation whose pose places the body regions: itself, or with `at` "gt" a copy whose labelled
+    joints are at their ground-truth positions (the predicted ones kept for unlabelled joints)."""
+    gt = ex.ground_truth_at("crop") if at == "gt" else None
+    if gt is None:
+        return ex
+    kp = np.array(ex.keypoints_crop, dtype=np.float64)
+    labelled = gt[:, 2] > 0
+    kp[labelled, :2] = gt[labelled, :2]
+    return replace(ex, keypoints_crop=kp)
+
+
+def _mirror_overlap(ex: Explanation, k: int, mirror: int, at: str) -> bool:
+    """Whether k's own disc and its mirror joint's overlap (within twice the region radius): the mirror's mass
+    near both then counts as own. Warned: with the prediction, often a collapse onto the mirror joint."""
+    kp = np.asarray(ex.keypoints_crop, dtype=np.float64)
+    d, r = float(np.hypot(*(kp[k, :2] - kp[mirror, :2]))), default_radius(ex)
+    if d >= 2 * r:
+        return False
+    names, pose = ex.keypoint_names, "ground-truth" if at == "gt" else "predicted"
+    log.warning(f"own and mirror regions overlap: the {pose} {names[k]} and {names[mirror]} are {d:.0f} px apart "
+                f"in the crop, under twice the region radius ({r:.0f} px); mass near both counts as own"
+                + ("" if at == "gt" else " (a collapse onto the mirror joint? with --coco, try --at gt)"))
+    return True
 
 
 def _masses(clean: Explanation, ex: Explanation, k: int, at: str = "pred") -> dict[str, float]:
@@ -188,7 +220,8 @@ def symmetric_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
     """Hide a keypoint that has a mirror joint (l_ankle ↔ r_ankle) and measure how much of its dependency
     mass moves onto the mirror joint (and onto the adjacent joints).
 
-    Returns mirror, mirror_mass_before/after, mirror_shift, adjacent_mass_before/after, adjacent_shift,
+    With `at` "gt" the regions are placed from the ground truth; own and mirror regions that overlap are
+    warned about (`regions_overlap`). Returns mirror, mirror_mass_before/after, mirror_shift, adjacent_mass_before/after, adjacent_shift,
     displacement_px/norm, peak_drop, the region masses, and the `study` (an `OcclusionStudy`, for figures;
     its summary and JSON carry these numbers under "symmetric").
     """
@@ -200,7 +233,9 @@ def symmetric_study(pose_model, image, keypoint: str | int, bbox: tuple | None =
     s = occlusion_study(pose_model, image, k, bbox=bbox, part=names[k], fill=fill, seed=seed, flip=flip,
                         ground_truth=ground_truth, at=at)
     b, a = s.masses_before, s.masses_after
+    overlap = _mirror_overlap(regions_pose(s.before, at), k, mirror, at)
     s.symmetric = {"keypoint": names[k], "mirror": names[mirror], "fill": fill,
+                   "regions_from": "ground truth" if at == "gt" else "prediction", "regions_overlap": overlap,
                    "mirror_mass_before": b["symmetric"], "mirror_mass_after": a["symmetric"],
                    "mirror_shift": a["symmetric"] - b["symmetric"],
                    "adjacent_mass_before": b["adjacent"], "adjacent_mass_after": a["adjacent"],

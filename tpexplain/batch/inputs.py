@@ -70,7 +70,8 @@ class Item:
         person = self.label
         if self.truth is not None:
             ex.ground_truth = self.ground_truth
-            other = self.accuracy(ex.keypoints)["closer_to"]
+            ex.meta["accuracy"] = self.accuracy(ex.keypoints)     # OKS/PCK in the side files' `about`
+            other = ex.meta["accuracy"]["closer_to"]
             if other is not None:
                 person += f" (prediction closer to annotation {other})"
         ex.meta.update(image=Path(self.image).name, person=person, model=model)
