@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folder", default=str(HERE), help="folder of images, each taken whole")
+    parser.add_argument("--folder", default=str(HERE), help="folder of images: every person the detector finds in each")
     parser.add_argument("--coco", help="COCO person-keypoints file (with --images): every annotated person")
     parser.add_argument("--images", help="folder of the COCO file's images")
     parser.add_argument("--out", default="batch_figures", help="output folder")

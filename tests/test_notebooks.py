@@ -48,7 +48,7 @@ def test_batch_script(default_model_present, tmp_path):
                           "--out", str(out), "--figures", "attention", "--jobs", "1"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert '"input": "person.jpg"' in run.stdout and (out / "person_attention.png").is_file()
+    assert '"input": "person.jpg"' in run.stdout and (out / "person_det1_attention.png").is_file()
     assert (out / "index.html").is_file()
 
 
