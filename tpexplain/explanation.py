@@ -135,19 +135,17 @@ class AttentionMap(figures.Displayable):
     def tile(self, where: str = "crop", norm=None, title: str | None = None, colorbar: bool = True) -> figures.Tile:
         """This map as a mosaic tile (`figures.mosaic`): blended over the crop, or over the image window the
         crop covers; `norm` the colour limits (default: the map's own range)."""
-        ex = self.explanation
+        ex, (x0, y0) = self.explanation, (0, 0)
         if where == "image":
             x0, y0, x1, y1 = ex.crop_window()
             values = np.where(ex.crop_mask(), self.on_image(), np.nan)[y0:y1, x0:x1]
             background = ex.image[y0:y1, x0:x1]
-
-            def place(p):
-                return apply_affine(np.asarray(p, np.float64), ex.crop.from_crop) - [x0, y0]
         else:
             values, background = self.on_crop(), ex.crop_image
 
-            def place(p):
-                return np.asarray(p, np.float64)
+        def place(p):
+            p = np.asarray(p, np.float64)
+            return apply_affine(p, ex.crop.from_crop) - [x0, y0] if where == "image" else p
         norm = norm or figures.make_norm(float(np.nanmin(values)), float(np.nanmax(values)))
         points = [(*place(self.query_crop), "*", 55, "white", "black")]
         other = self._other()
@@ -160,25 +158,31 @@ class AttentionMap(figures.Displayable):
         """Two panels: the predicted pose (with the ground truth, the person box on the image) and this map,
         under a title naming the image, person and model. `scale`: "panel" (the map's own range), "shared"
         (the same, for one map) or "absolute" (0..1)."""
-        lo, hi = figures.limits([self.values], scale)[0]
-        ex = self.explanation
-        fig, axes = _panels_figure(2, ex.image if where == "image" else ex.crop_image, top_in=1.0, bottom_in=0.6)
+        (lo, hi), ex = figures.limits([self.values], scale)[0], self.explanation
+        fig, axes = _panels_figure(2, ex.image if where == "image" else ex.crop_image, top_in=0.85, bottom_in=0.6)
         ex.pose_panel(axes[0], where, legend=True)
         self.plot(axes[1], where=where, vmin=lo, vmax=hi)
+        self.marker_legend(axes[1])
         fig.suptitle(ex.caption, fontsize=9)
         return fig
+
+    def marker_legend(self, ax, **kwargs):
+        """What the map's markers are (the queried position; the keypoint's other one), below `ax`."""
+        return figures.marker_legend(ax, self.at if self.keypoint else None, (self._other() or ("", None))[1], **kwargs)
 
 
 def _panels_figure(n: int, background: np.ndarray, width: float = 3.1, top_in: float = 0.9, bottom_in: float = 0.6):
     """A row of `n` panels sized to the background's aspect (no empty bands above and below a wide photo),
     with `top_in` inches for titles and `bottom_in` for a legend."""
     h, w = background.shape[:2]
-    panel_h = width * h / w
-    fig_h = panel_h + top_in + bottom_in
-    fig, axes = plt.subplots(1, n, figsize=(n * width + 0.6, fig_h), squeeze=False)
-    fig.subplots_adjust(left=0.02, right=0.93, top=1 - top_in / fig_h, bottom=bottom_in / fig_h, wspace=0.12)
+    fig_w, left, right, wspace = n * width + 0.6, 0.02, 0.93, 0.12
+    panel_w = (right - left) * fig_w / (n + (n - 1) * wspace)    # what each axes really gets
+    fig_h = panel_w * h / w + top_in + bottom_in
+    fig, axes = plt.subplots(1, n, figsize=(fig_w, fig_h), squeeze=False)
+    fig.subplots_adjust(left=left, right=right, top=1 - top_in / fig_h, bottom=bottom_in / fig_h, wspace=wspace)
+    for ax in axes[0]:
+        ax.set_anchor("N")      # a panel narrowed by its colour bar gives up height below, not under the title
     return fig, list(axes[0])
-
 
 
 @dataclass
@@ -197,8 +201,7 @@ class Explanation(figures.Displayable):
     keypoint_names: tuple[str, ...] = COCO_KEYPOINTS
     keypoints_heatmap: np.ndarray | None = None   # (K, 2) decoded heatmap pixels (None: derived from the crop)
     query_convention: str = "official"            # default of `query` below: "official" | "geometric"
-    # "image" (file name), "person" ("annotation 183126", "detection 1 of 3", "--bbox", "whole image"),
-    # "model" (zoo name): set by callers after explaining, used in figure titles
+    # image (file name), person ("annotation 183126", ...), model (zoo name), weights ("random", a file), box
     meta: dict = field(default_factory=dict)
     ground_truth: np.ndarray | None = None        # (K, 3) x, y, v in original image pixels (COCO; v=0 unlabelled)
 
@@ -243,14 +246,11 @@ class Explanation(figures.Displayable):
               query: str | None = None, at: str = "pred") -> tuple[int, tuple[float, float], str | None]:
         """(token index, crop point, keypoint name) of a keypoint's prediction (or ground truth) or of a crop point.
 
-        A keypoint's visual token follows `query` (default `self.query_convention`):
-        "official" is TransPose's visualisation (visualize.py with its demo notebook): the heatmap-space
-        prediction x_hm goes to the input crop as 4·x_hm + 0.5 and to the token int(that / stride), rows
-        from y the same way; "geometric" is the token under the keypoint's crop position (the prediction
-        mapped through the image with the crop's affine). Both are clamped to the grid. `at="gt"` applies
-        the same rule to the ground-truth joint (`ground_truth`, mapped through the crop transform). A crop
-        `point` always takes the token under it; TokenPose's keypoints query their own keypoint token.
-        """
+        A keypoint's visual token follows `query` (default `self.query_convention`): "official" is TransPose's
+        visualisation (visualize.py): heatmap-space x_hm goes to the crop as 4·x_hm + 0.5 and to the token
+        int(that / stride), rows from y alike; "geometric" is the token under the keypoint's crop position;
+        both clamped to the grid. `at="gt"`: the same for the ground-truth joint. A crop `point` takes the
+        token under it; TokenPose's keypoints query their own keypoint token."""
         if (keypoint is None) == (point is None):
             raise ValueError("give exactly one of keypoint or point")
         if at not in ("pred", "gt"):
@@ -444,15 +444,12 @@ class Explanation(figures.Displayable):
     def grid(self, keypoints: list[str | int] | None = None, layers: list[int] | None = None,
              kind: str = "dependency", head: int | None = None, where: str = "crop", scale: str = "panel",
              at: str = "pred"):
-        """The official figure: a row per layer, a column per keypoint, the pose first. With one keypoint
-        or one layer, the panels form a single sequence after the pose (wrapped every 6).
-
-        `scale`: each panel min-max scaled with its own colour bar ("panel", as the official visualisation),
-        one range for all ("shared") or 0..1 ("absolute"), with one colour bar; 1/N is marked on the bars.
-        The panels are one mosaic image (fast), shrunk so the figure stays within MAX_FIGURE_IN inches a side;
-        over the image, the map panels show the part the model's crop covers. `at`: query the predicted or
-        the ground-truth joints. The figure's `panel_norms` are the maps' colour limits, in drawing order.
-        """
+        """The official figure: a row per layer, a column per keypoint, the pose once (first row). With one
+        keypoint or one layer, a single sequence after the pose (wrapped every 6). `scale`: each panel its own
+        range and bar ("panel", as the official visualisation), one range ("shared") or 0..1 ("absolute");
+        1/N marked on the bars. One mosaic image (fast), within MAX_FIGURE_IN inches a side; over the image,
+        the part the crop covers. `at`: query the predicted or ground-truth joints (unlabelled ones: an
+        empty "not labelled" panel). The figure's `panel_norms`: the maps' colour limits, in drawing order."""
         figures.check_scale(scale)
         keypoints = list(self.keypoint_names) if keypoints is None else keypoints
         layers = list(range(self.num_layers)) if layers is None else [self.layer_index(i) for i in layers]
@@ -462,21 +459,33 @@ class Explanation(figures.Displayable):
             rows = [seq[i:i + cols] for i in range(0, len(seq), cols)]
         else:
             rows = [[None] + [(kp, layer) for kp in keypoints] for layer in layers]
-        maps = {p: self.attention_map(kind, p[0], p[1], head, at=at) for row in rows for p in row if p is not None}
+        missing = self.unlabelled(keypoints) if at == "gt" else set()
+        maps = {p: None if p[0] in missing else self.attention_map(kind, p[0], p[1], head, at=at)
+                for row in rows for p in row if p is not None}
         query = "" if self.layout.special else f"; rNcM: the queried token, {self.query_convention} convention"
         at_text = ", at the ground truth" if at == "gt" else ""
         return self.mosaic_figure(rows, maps, where, scale, f"{kind} maps ("
                                   f"{'mean of heads' if head is None else f'head {head}'}{at_text}{query}")
 
+    def unlabelled(self, keypoints: list[str | int]) -> set:
+        """Those of `keypoints` without a labelled ground-truth joint; if none is labelled, the first's error."""
+        errors = {}
+        for kp in keypoints:
+            try:
+                self.ground_truth_joint(kp)
+            except ValueError as e:
+                errors[kp] = e
+        if keypoints and len(errors) == len(keypoints):
+            raise errors[keypoints[0]]
+        return set(errors)
+
     def mosaic_figure(self, rows: list[list[tuple | None]], maps: dict, where: str = "crop", scale: str = "panel",
                       what: str = "maps", below_in: float = 0.0, inches_per_tile: float = 2.4):
-        """Maps as small multiples in one mosaic image: `rows` of (keypoint, layer) keys of `maps` (None: the
-        pose). Every row a layer and every column a keypoint (headed once, not per panel), or a sequence
-        (a title per panel). One colour bar unless `scale` is "panel"; the caption and `what` as the title,
-        the skeleton legend below; `below_in` inches left free at the bottom (for plots). The figure's
-        `panel_norms` are the maps' colour limits, in order."""
+        """Maps as one mosaic image: `rows` of (keypoint, layer) keys of `maps` (None: the pose; a None map:
+        "not labelled"), rows of layers and columns of keypoints headed once, or a sequence titled per panel. One
+        colour bar unless `scale` is "panel"; `below_in` inches free at the bottom. `panel_norms`: the limits."""
         figures.check_scale(scale)
-        keys = [p for row in rows for p in row if p is not None]
+        keys = [p for row in rows for p in row if p is not None and maps[p] is not None]
         norms = [figures.make_norm(lo, hi) for lo, hi in figures.limits([maps[p].values for p in keys], scale)]
         norm_of = dict(zip(keys, norms))
         per_panel, cols = scale == "panel", max(len(r) for r in rows)
@@ -484,17 +493,22 @@ class Explanation(figures.Displayable):
 
         def token(m):
             return f"\ntoken r{m.token_cell[0]} c{m.token_cell[1]}" if m.token_cell is not None else ""
-
-        def tile(p):
-            if p is None:
-                return self.pose_tile(where, title="" if headed else None)
+        def tile(p, r):
+            if p is None:     # the prediction once, in the first row: repeated, it only hides the person
+                return self.pose_tile(where, title="" if headed else None) if r == 0 else None
             m = maps[p]
+            if m is None:     # the joint is not labelled: nothing to query at the ground truth; the crop dimmed
+                x0, y0, x1, y1 = self.crop_window()
+                image = self.image[y0:y1, x0:x1] if where == "image" else self.crop_image
+                return figures.Tile((image * 0.35 + 150).astype(np.uint8), "" if headed else
+                                    f"{p[0]} · layer {p[1] + 1}", note="not labelled")
             return m.tile(where, norm_of[p], "" if headed else f"{m.keypoint} · layer {p[1] + 1}{token(m)}",
                           colorbar=per_panel)
-        tiles = [[tile(p) for p in row] for row in rows]
+        tiles = [[tile(p, r) for p in row] for r, row in enumerate(rows)]
         col_titles = row_titles = None
         if headed:
-            col_titles = [self.pose_tile(where).title] + [f"{p[0]}{token(maps[p])}" for p in rows[0][1:]]
+            col_titles = [self.pose_tile(where).title] + [f"{p[0]}{token(maps[p]) if maps[p] else ''}"
+                                                          for p in rows[0][1:]]
             row_titles = [f"layer {row[1][1] + 1}" for row in rows]
         size = self.tile_size()
         head_in, foot_in, bar_in = 0.7, 0.3, (0.0 if per_panel else 0.9)
@@ -504,11 +518,14 @@ class Explanation(figures.Displayable):
         maps_h = h - head_in - foot_in - below_in
         bottom = (foot_in + below_in) / h
         fig = plt.figure(figsize=(w, h))
-        figures.mosaic(fig, (0.005, bottom, 1 - (bar_in + 0.05) / w, maps_h / h), tiles, size,
-                       fontsize=min(8.0, max(5.5, 3.2 * w / cols)), col_titles=col_titles, row_titles=row_titles)
-        if not per_panel:
+        ax = figures.mosaic(fig, (0.005, bottom, 1 - (bar_in + 0.05) / w, maps_h / h), tiles, size,
+                            fontsize=min(8.0, max(5.5, 3.2 * w / cols)), col_titles=col_titles,
+                            row_titles=row_titles)
+        fig.mosaic_tiles = tiles
+        if not per_panel and norms:
             from matplotlib.cm import ScalarMappable
-            cax = fig.add_axes((1 - 0.75 / w, bottom + 0.15 * maps_h / h, 0.12 / w, 0.7 * maps_h / h))
+            x = min(ax.drawn_box[0] + ax.drawn_box[2] + 0.12 / w, 1 - 0.75 / w)    # beside the maps, not the rect
+            cax = fig.add_axes((x, bottom + 0.15 * maps_h / h, 0.12 / w, 0.7 * maps_h / h))
             cb = fig.colorbar(ScalarMappable(norms[0], figures.CMAP), cax=cax)
             cb.ax.tick_params(labelsize=6)
             cb.set_label(f"attention ({scale} scale)", fontsize=7)
@@ -518,10 +535,8 @@ class Explanation(figures.Displayable):
         figures.skeleton_legend(fig, ground_truth=self.ground_truth is not None, query=True,
                                 box=where == "image" and self.meta.get("box") is not None,
                                 bbox_to_anchor=(0.5, bottom - 0.02 / h), loc="upper center")
-        fig.panel_norms = norms
-        fig.laid_out = True         # every part placed to the inch: saved without trimming (figures.write_figure)
+        fig.panel_norms, fig.laid_out = norms, True    # laid out to the inch: saved untrimmed (write_figure)
         return fig
-
 
     def layers(self, keypoint: str | int, kind: str = "dependency", head: int | None = None, scale: str = "panel"):
         """The keypoint's map at every layer, side by side."""

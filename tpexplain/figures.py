@@ -119,6 +119,21 @@ def skeleton_legend(target, ground_truth: bool = False, box: bool = False, confi
     return legend
 
 
+def marker_legend(ax, at: str | None = "pred", other: str | None = None, **kwargs):
+    """A map panel's markers, below `ax`: the star (the keypoint queried at its prediction or ground truth,
+    `at`; None: a point), and `other` "s" (the ground-truth joint) or "o" (the prediction) when drawn."""
+    star = "queried point" if at is None else f"queried keypoint ({'ground truth' if at == 'gt' else 'prediction'})"
+    handles = [Line2D([], [], ls="", marker="*", ms=8, mfc="white", mec="black", label=star)]
+    if other:
+        handles.append(Line2D([], [], ls="", marker=other, ms=4, mfc="white" if other == "s" else "none",
+                              mec="black", label="ground-truth joint" if other == "s" else "prediction"))
+    opts = {"fontsize": 6, "frameon": False, "handlelength": 1.2, "loc": "upper center", "bbox_to_anchor": (0.5, 0.0),
+            "ncol": len(handles), **kwargs}
+    legend = ax.legend(handles=handles, **opts)
+    legend.set_gid("marker-legend")
+    return legend
+
+
 def draw_box(ax, box, colour: str = "yellow", ls="-", label: str | None = None) -> None:
     """A rectangle (x, y, w, h) in the axes' pixel coordinates."""
     x, y, w, h = (float(v) for v in box)
@@ -190,23 +205,28 @@ def make_norm(lo: float, hi: float, signed: bool = False) -> colors.Normalize:
 
 
 def mark_uniform(cb, level: float, label: str = "1/N") -> None:
-    """Mark `level` (the value of a uniform attention map, 1/N) on a colour bar; an arrow at the end if the
-    bar's range does not reach it."""
+    """Mark `level` (the value of a uniform attention map, 1/N) on a colour bar: a white line with a dark
+    core across the bar, named on the bar's outer side, by the tick labels (an arrow at the end if the bar's
+    range does not reach it)."""
     lo, hi = cb.mappable.norm.vmin, cb.mappable.norm.vmax
     horizontal = cb.orientation == "horizontal"
     if lo <= level <= hi:
         line = (cb.ax.axvline if horizontal else cb.ax.axhline)(level, color="white", lw=2.2)
         (cb.ax.axvline if horizontal else cb.ax.axhline)(level, color="black", lw=0.9, ls=(0, (2, 1)))
         line.set_gid("uniform-level")
-        at, text = level, label
+        at, text = level, label if horizontal else f"◂{label}"
     else:
         at, text = (lo, f"{label}={level:.2g}▾") if level < lo else (hi, f"{label}={level:.2g}▴")
+    # a white box over whatever tick label it meets: the mark is read first, the tick next to it second
+    box = {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.9}
     if horizontal:
-        cb.ax.annotate(text, xy=(at, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 1),
-                       textcoords="offset points", ha="center", va="bottom", fontsize=5.5, gid="uniform-label")
+        cb.ax.annotate(text, xy=(at, 0.0), xycoords=("data", "axes fraction"), xytext=(0, -1),
+                       textcoords="offset points", ha="center", va="top", fontsize=5.5, gid="uniform-label",
+                       bbox=box, zorder=5, annotation_clip=False)
     else:
-        cb.ax.annotate(text, xy=(0.0, at), xycoords=("axes fraction", "data"), xytext=(-1, 0),
-                       textcoords="offset points", ha="right", va="center", fontsize=5.5, gid="uniform-label")
+        cb.ax.annotate(text, xy=(1.0, at), xycoords=("axes fraction", "data"), xytext=(1.5, 0),
+                       textcoords="offset points", ha="left", va="center", fontsize=5.5, gid="uniform-label",
+                       bbox=box, zorder=5, annotation_clip=False)
 
 
 def add_colorbar(im, ax, uniform: float | None = None, label: str | None = None, ticks: int | None = None,
@@ -219,7 +239,9 @@ def add_colorbar(im, ax, uniform: float | None = None, label: str | None = None,
         cb = ax[0].figure.colorbar(im, ax=list(ax), **opts)
     else:
         from mpl_toolkits.axes_grid1 import make_axes_locatable
-        cax = make_axes_locatable(ax).append_axes("right", size=kwargs.get("size", "5%"), pad=kwargs.get("pad", 0.04))
+        divider = make_axes_locatable(ax)
+        divider.set_anchor(ax.get_anchor())       # the map and its bar stay where the axes was anchored
+        cax = divider.append_axes("right", size=kwargs.get("size", "5%"), pad=kwargs.get("pad", 0.04))
         cb = ax.figure.colorbar(im, cax=cax)
     cb.ax.tick_params(labelsize=6 if ticks is None else 5, length=2, pad=1)
     if ticks is not None:
@@ -308,13 +330,14 @@ class Tile:
     keypoints_set: KeypointSet | None = None
     box: tuple | None = None
     outline: np.ndarray | None = None
+    note: str = ""                           # a word across the tile ("not labelled"): an empty panel's reason
 
 
 def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (192, 256), fontsize: float = 7,
            col_titles: list[str] | None = None, row_titles: list[str] | None = None):
     """Draw a grid of tiles as ONE image in one axes at `rect` (left, bottom, width, height in figure
     fractions): many small multiples in about the time of one panel. Every tile is fitted into `size`
-    (w, h) pixels; a tile with a `bar` gets a thin colour bar (its limits as text, 1/N as a black tick).
+    (w, h) pixels; a tile with a `bar` gets a thin colour bar (its limits as text, 1/N as a white line edged black).
     `col_titles`/`row_titles` head the columns and rows (instead of a title per tile). Returns the axes;
     `ax.tile_norms` lists the tiles' norms, row by row."""
     nrows, ncols = len(tiles), max(len(r) for r in tiles)
@@ -331,7 +354,7 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
     canvas = np.full((top + nrows * ch, left + ncols * cw, 4), 255, np.uint8)   # RGBA: no alpha plane added
     ax = fig.add_axes(rect)
     ax.set_axis_off()
-    marks, texts, norms, points = [], [], [], {}
+    marks, texts, norms = [], [], []
     for c, text in enumerate(col_titles or []):
         texts.append((left + c * cw + tw / 2, top - 2, text, "center", "bottom", fontsize, 0))
     for r, text in enumerate(row_titles or []):
@@ -357,9 +380,9 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
                 q = np.array(p, np.float64)
                 q[..., :2] = q[..., :2] * f + [x0, y0]
                 return q
-            marks.append((t, at))
-            for x, y, marker, size_, face, edge in t.points:   # one scatter per marker style, not per tile
-                points.setdefault((marker, size_, face, edge), []).append(at([x, y]))
+            marks.append((t, at, (x0 - 0.5, y0 - 0.5, nw, nh)))
+            if t.note:
+                texts.append((x0 + nw / 2, y0 + nh / 2, t.note, "center", "center", fontsize, 0))
             if t.bar:
                 norms.append(t.norm)
                 bx, by = left + c * cw + tw + 2, y0
@@ -368,13 +391,15 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
                 lo, hi = t.norm.vmin, t.norm.vmax
                 texts.append((bx + bar + 2, by, _short(hi), "left", "top", fontsize - 1.5, 0))
                 texts.append((bx + bar + 2, by + nh, _short(lo), "left", "bottom", fontsize - 1.5, 0))
-                if t.uniform is not None and lo <= t.uniform <= hi:   # 1/N: a black tick across the bar
-                    yu = int(np.clip(by + nh * (hi - t.uniform) / (hi - lo), by, by + nh - 1))
-                    canvas[max(yu - 1, by):yu + 1, bx - 2:bx + bar + 2, :3] = 0
+                if t.uniform is not None and lo <= t.uniform <= hi:   # 1/N: a white line edged black across
+                    yu = int(np.clip(by + nh * (hi - t.uniform) / (hi - lo), by + 2, by + nh - 3))
+                    canvas[yu - 2:yu + 3, bx - 2:bx + bar + 2, :3] = 0
+                    canvas[yu - 1:yu + 2, bx - 1:bx + bar + 1, :3] = 255
                     if 0.12 * nh < yu - by < 0.85 * nh:   # named only where it clears the limits' labels
                         texts.append((bx + bar + 2, yu, "1/N", "left", "center", fontsize - 2, 0))
     ax.imshow(canvas, interpolation="nearest")
-    for t, at in marks:
+    for t, at, bounds in marks:
+        drawn = [len(ax.collections), len(ax.lines), len(ax.patches)]
         if t.outline is not None:
             draw_outline(ax, at(t.outline))
         if t.box is not None:
@@ -385,15 +410,27 @@ def mosaic(fig, rect, tiles: list[list[Tile | None]], size: tuple[int, int] = (1
             draw_skeleton(ax, at(t.ground_truth), keypoints_set=t.keypoints_set, ground_truth=True, size=8)
         if t.skeleton is not None:
             draw_skeleton(ax, at(t.skeleton), keypoints_set=t.keypoints_set, size=8)
-    for (marker, size_, face, edge), xy in points.items():
-        xy = np.array(xy)
-        ax.scatter(xy[:, 0], xy[:, 1], marker=marker, s=size_, facecolors=face, edgecolors=edge, linewidths=0.6,
-                   zorder=4)
+        for x, y, marker, size_, face, edge in t.points:
+            xy = at([x, y])
+            ax.scatter([xy[0]], [xy[1]], marker=marker, s=size_, facecolors=face, edgecolors=edge,
+                       linewidths=0.6, zorder=4)
+        # a marker or limb past the tile's edge is cut there: it must not land on the next tile or in the gap
+        clip = Rectangle(bounds[:2], *bounds[2:], transform=ax.transData, fill=False, visible=False)
+        added = [a for kind, n in zip((ax.collections, ax.lines, ax.patches), drawn) for a in list(kind)[n:]]
+        for artist in added:
+            artist.set_clip_path(clip)
+            artist.set_clip_on(True)
     for x, y, text, ha, va, fs, rot in texts:
         ax.text(x, y, text, ha=ha, va=va, fontsize=fs, rotation=rot, clip_on=False)
     ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
     ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
     ax.tile_norms = norms
+    ax.tile_bounds = [b for _, _, b in marks]          # (x, y, w, h) of every drawn tile, in the axes' data
+    # where the image lands in the figure (it keeps its aspect, centred in `rect`), in figure fractions
+    fw, fh = fig.get_size_inches()
+    k = min(rect[2] * fw / canvas.shape[1], rect[3] * fh / canvas.shape[0])
+    dw, dh = canvas.shape[1] * k / fw, canvas.shape[0] * k / fh
+    ax.drawn_box = (rect[0] + (rect[2] - dw) / 2, rect[1] + (rect[3] - dh) / 2, dw, dh)
     return ax
 
 
@@ -435,7 +472,13 @@ def caption(meta: dict | None, model_name: str = "model") -> str:
         parts.append(str(meta["person"]))
     elif meta.get("box") is not None:
         parts.append("box " + ",".join(f"{float(v):.0f}" for v in meta["box"]))
-    parts.append(f"model {meta.get('model') or model_name}")
+    model = f"model {meta.get('model') or model_name}"
+    weights = meta.get("weights")
+    if weights == "random":           # an untrained model's maps must not pass for a trained one's
+        model += " (random weights)"
+    elif weights:
+        model += f" (weights {weights})"
+    parts.append(model)
     return " · ".join(parts)
 
 

@@ -129,6 +129,7 @@ class LayerStudy(Result):
     metrics: list[dict]
     person_size_px: float
     at: str = "pred"                  # the keypoints' predicted or ground-truth ("gt") positions are queried
+    unlabelled: list[str] = field(default_factory=list)   # with at "gt": joints without ground truth (no rows)
 
     def table(self) -> str:
         """The metrics as a fixed-width text table."""
@@ -139,6 +140,8 @@ class LayerStudy(Result):
             lines.append(f"{r['keypoint']:<11} {r['layer']:>5d} {r['entropy']:>8.3f} {r['entropy_max']:>6.2f} "
                          f"{r['distance_px']:>8.1f} {r['distance_body']:>9.3f} {r['mass_within']:>7.3f} "
                          f"{r['radius_px']:>6.1f}")
+        if self.unlabelled:
+            lines.append(f"not labelled in the ground truth (no rows): {', '.join(self.unlabelled)}")
         return "\n".join(lines)
 
     def csv_rows(self) -> tuple[list[str], list[list]]:
@@ -151,7 +154,8 @@ class LayerStudy(Result):
                 "layers": ex.num_layers, "tokens": list(ex.layout.grid), "stride": list(ex.layout.stride),
                 "person_size_px": self.person_size_px,
                 "person_size_rule": "diagonal of the predicted keypoints' box, crop pixels",
-                "queries": [ex.query_info(k, at=self.at) for k in self.keypoints],
+                "queries": [ex.query_info(k, at=self.at) for k in self.keypoints if k not in self.unlabelled],
+                **({"not_labelled": self.unlabelled} if self.unlabelled else {}),
                 "metrics": self.metrics}
 
     def figure(self, where: str = "crop", scale: str = "shared"):
@@ -164,11 +168,12 @@ class LayerStudy(Result):
             rows = [[None] + [(self.keypoints[0], layer) for layer in range(n_layers)]]
         else:
             rows = [[None] + [(kp, layer) for kp in self.keypoints] for layer in range(n_layers)]
-        maps = {p: ex.dependency(p[0], layer=p[1], head=self.head, at=self.at)
+        maps = {p: None if p[0] in self.unlabelled else ex.dependency(p[0], layer=p[1], head=self.head, at=self.at)
                 for row in rows for p in row if p is not None}
         head = "mean of heads" if self.head is None else f"head {self.head}"
         plots_in, legend_w = 2.7, 1.9
-        fig = ex.mosaic_figure(rows, maps, where, scale, f"dependency maps by layer ({head}", plots_in, 2.0)
+        at = ", at the ground truth" if self.at == "gt" else ""
+        fig = ex.mosaic_figure(rows, maps, where, scale, f"dependency maps by layer ({head}{at}", plots_in, 2.0)
         w, h = fig.get_size_inches()
         # three plots side by side under the maps, their legend right of them, outside the data
         axes = [fig.add_axes(((0.6 + i * (w - legend_w - 0.6) / 3) / w, 0.45 / h,
@@ -182,11 +187,11 @@ class LayerStudy(Result):
         layers = np.arange(1, self.explanation.num_layers + 1)
         specs = (("entropy", "entropy (nats)"), ("distance_body", "mean distance (person sizes)"),
                  ("mass_within", f"mass within r={self.metrics[0]['radius_px']:.0f}px"))
-        joints = list(dict.fromkeys(_joint(kp) for kp in self.keypoints))
+        joints = list(dict.fromkeys(_joint(kp) for kp in self.keypoints if kp not in self.unlabelled))
         palette = plt.get_cmap("tab10" if len(joints) <= 10 else "tab20")
         colour = {j: palette(i % palette.N) for i, j in enumerate(joints)}
         for ax, (key, label) in zip(axes, specs):
-            for kp in self.keypoints:
+            for kp in [k for k in self.keypoints if k not in self.unlabelled]:
                 ys = [r[key] for r in self.metrics if r["keypoint"] == kp]
                 ax.plot(layers, ys, marker="o", ms=2.5, lw=1.1, color=colour[_joint(kp)], ls=_side_style(kp),
                         label=kp)
@@ -221,7 +226,7 @@ def _side_style(name: str) -> str:
 def layer_study(ex: Explanation, keypoints: str | int | list, head: int | None = None,
                 radius: float | None = None, at: str = "pred") -> LayerStudy:
     """Every layer's dependency map and metrics for one keypoint, several, or "all"; `at` "gt" queries the
-    ground-truth joints (`ex.ground_truth`) instead of the predicted ones."""
+    ground-truth joints (`ex.ground_truth`) instead of the predicted ones (unlabelled ones: no rows)."""
     if isinstance(keypoints, str) and keypoints.strip().lower() == "all":
         keypoints = list(ex.keypoint_names)
     elif isinstance(keypoints, (str, int)):
@@ -231,5 +236,7 @@ def layer_study(ex: Explanation, keypoints: str | int | list, head: int | None =
         raise ValueError("no keypoints given")
     if head is not None and not 0 <= head < ex.num_heads:
         raise ValueError(f"head {head} out of range: the model has {ex.num_heads} heads (0..{ex.num_heads - 1})")
-    metrics = [row for k in names for row in layer_metrics(ex, k, head, radius, at)]
-    return LayerStudy(ex, names, head, metrics, person_size(ex), at)
+    # at the ground truth, joints it leaves unlabelled get no rows (said in the table); none labelled: an error
+    missing = ex.unlabelled(names) if at == "gt" else set()
+    metrics = [row for k in names if k not in missing for row in layer_metrics(ex, k, head, radius, at)]
+    return LayerStudy(ex, names, head, metrics, person_size(ex), at, [k for k in names if k in missing])

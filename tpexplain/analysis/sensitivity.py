@@ -183,6 +183,8 @@ class SensitivityMap(Result):
             if own_bars:
                 figures.add_colorbar(im_s, ax_s, label="heatmap drop" if single else None)
                 figures.add_colorbar(im_a, ax_a, dep.uniform)
+            if single:
+                dep.marker_legend(ax_a)
         if not own_bars:     # one bar per kind, right of the grid: drops above, attention below
             x = 1 - 0.85 / fig.get_figwidth()
             for im, (y0, y1), label, uniform in ((im_s, (0.55, 0.85), "heatmap drop", None),
