@@ -92,8 +92,8 @@ class OcclusionStudy(Result):
         kind, so a drop shows as a change of colour; "panel": each its own; "absolute": heatmaps and attention
         on 0..1. The dependency bars mark 1/N."""
         figures.check_scale(scale)
-        fig = plt.figure(figsize=(12.5, 8.2))
-        grid = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 1.3], wspace=0.5, left=0.03, right=0.97, top=0.86,
+        fig = plt.figure(figsize=(11.5, 8.2))     # panels close together; a spacer column keeps the bars' axis clear
+        grid = fig.add_gridspec(2, 5, width_ratios=[1, 1, 1, 0.2, 1.3], wspace=0.25, left=0.03, right=0.97, top=0.86,
                                 bottom=0.1)
         k = self.before.keypoint(self.keypoint)
         mask_crop = cv2.warpAffine(self.mask.astype(np.float32), self.before.crop.to_crop,
@@ -112,11 +112,12 @@ class OcclusionStudy(Result):
                                  title=f"{label}: {self.keypoint} heatmap\npeak {float(ex.heatmaps[k].max()):.3f}")
             figures.add_colorbar(im, axes[1])
             deps[row].plot(axes[2], vmin=dep_lims[row][0], vmax=dep_lims[row][1],
-                           title=f"{label}: {self.keypoint} dependency\nlayer {deps[row].layer + 1}")
+                           title=f"{label}: {self.keypoint} dependency\nlayer {deps[row].layer + 1}"
+                           + (", queried at the ground truth" if self.at == "gt" else ""))
             if row == 1 and mask_crop.any():
                 for ax in axes:
                     ax.contour(mask_crop, levels=[0.5], colors="white", linewidths=1.0, linestyles="--")
-        ax = fig.add_subplot(grid[:, 3])
+        ax = fig.add_subplot(grid[:, 4])
         xs = np.arange(len(REGIONS))
         ax.bar(xs - 0.2, [self.masses_before[r] for r in REGIONS], 0.4, label="before")
         ax.bar(xs + 0.2, [self.masses_after[r] for r in REGIONS], 0.4, label="after")
@@ -125,7 +126,8 @@ class OcclusionStudy(Result):
         ax.legend(fontsize=8)
         ax.set_title(f"{self.keypoint}: displacement {self.displacement_px:.1f}px "
                      f"({self.displacement_norm:.2f} person)\npeak drop {self.peak_drop:+.3f}", fontsize=9)
-        fig.suptitle(f"{self.before.caption}\nhide {self.hidden} ({self.fill} fill), keypoint {self.keypoint}; "
+        at = " at its ground truth" if self.at == "gt" else ""
+        fig.suptitle(f"{self.before.caption}\nhide {self.hidden}{at} ({self.fill} fill), keypoint {self.keypoint}; "
                      f"hidden area dashed white; colour scale: {scale}", fontsize=10)
         return fig
 
