@@ -27,11 +27,14 @@ DASK = [sys.executable, "-m", "dask"]
 
 
 def start_cluster(folder: Path, workers: int) -> tuple[str, list[subprocess.Popen]]:
+    folder.mkdir(parents=True, exist_ok=True)
     file = folder / "scheduler.json"
     procs = [subprocess.Popen(DASK + ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                                       "--scheduler-file", str(file)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)]
     while not file.exists() or not file.read_text().strip():
+        if procs[0].poll() is not None:
+            raise RuntimeError(f"dask scheduler exited with status {procs[0].returncode}")
         time.sleep(0.2)
     time.sleep(0.2)
     address = json.loads(file.read_text())["address"]
@@ -62,7 +65,7 @@ def stop(procs: list[subprocess.Popen]) -> None:
 def timed(items, out: Path, **kwargs) -> float:
     from tpexplain.batch import run_batch
     t = time.perf_counter()
-    summary = run_batch(items, ["attention"], out, force=True, progress=False, **kwargs)
+    summary = run_batch(items, ["attention"], out, force=True, progress=True, **kwargs)
     seconds = time.perf_counter() - t
     assert summary.made == len(items) and not summary.failed, summary.failures
     return seconds
