@@ -102,6 +102,23 @@ def test_explore_command(coco_dir, tmp_path):
     assert result.exit_code == 1 and "image not found" in result.output
 
 
+
+def test_explore_coco_names_the_person_and_carries_the_ground_truth(coco_dir, tmp_path):
+    out = tmp_path / "gt.html"
+    result = CliRunner().invoke(main, ["explore", str(coco_dir / "000000196141.jpg"), "--coco",
+                                       str(coco_dir / "test_coco.json"), "--person", "2", "--weights", "random",
+                                       "--no-flip", "-k", "l_ankle", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    data = json.loads(page[page.index("const D = ") + 10: page.index(";\nfunction bytes")])
+    heading = re.search(r"<h1>(.*)</h1>", page).group(1)
+    assert heading.startswith("000000196141.jpg · annotation ") and "default (random weights)" in heading
+    assert data["about"]["person"] in heading and data["about"]["oks"] is not None
+    gt = np.array(data["groundTruth"])
+    assert gt.shape == (17, 3) and gt[:, 2].sum() > 0 and "ground truth dashed" in page
+    assert "drawPose" in page and "D.groundTruth" in page
+
+
 CHECKSUM = """(() => {const c = document.getElementById('layer%d');
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   let s = 0; for (let i = 0; i < d.length; i += 3) s = (s * 31 + d[i]) %% 1000000007; return s;})()"""

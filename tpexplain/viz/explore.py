@@ -11,6 +11,9 @@ A keypoint picked from the list queries the token of the explanation's query con
 "official", TransPose's visualisation rule, or "geometric", the token under the keypoint; docs/fidelity.md),
 for both its dependency row and its affected-area column; the page names the convention and the token.
 TokenPose keypoints query their own keypoint token. A click queries the token under the clicked point.
+
+The page names the person (`Explanation.meta`: image, person, model, weights) in its title, and draws the
+ground truth (dashed, white squares at the labelled joints) when the explanation has one, with its OKS/PCK.
 """
 from __future__ import annotations
 
@@ -102,7 +105,13 @@ def explorer_data(ex: Explanation, keypoints: list[str] | None = None, max_queri
     from ..figures import CMAP
     lut = (colormaps[CMAP](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
     kc = ex.keypoints_crop
+    gt = ex.ground_truth_at("crop")
+    accuracy = ex.meta.get("accuracy") or {}
     return {
+        "about": {**{k: ex.meta.get(k) for k in ("image", "person", "model", "weights")},
+                  **{k: accuracy.get(k) for k in ("oks", "pck")}},
+        "groundTruth": None if gt is None else [[round(float(x), 2), round(float(y), 2), int(v > 0)]
+                                                for x, y, v in gt],
         "model": ex.model_name, "width": w, "height": h, "grid": [gh, gw], "stride": list(lay.stride),
         "step": step, "queryRows": q_rows, "queryCols": q_cols, "pool": pool, "keyGrid": [kh, kw],
         "layers": layers, "keypointLayers": kp_layers,
@@ -155,7 +164,14 @@ def explorer_html(ex: Explanation, keypoints: list[str] | None = None, max_queri
         notes.append(f"keys summed over {data['pool']}x{data['pool']} token blocks "
                      f"({data['keyGrid'][0]}x{data['keyGrid'][1]} map)")
     notes.append("values quantised to 8 bits per row")
-    heading = f"{title} · {ex.model_name}" if title else ex.model_name
+    about = data["about"]
+    if data["groundTruth"] is not None:
+        scores = ", ".join(f"{k.upper()} {about[k]:.3f}" for k in ("oks", "pck") if about.get(k) is not None)
+        notes.append("ground truth dashed, labelled joints as white squares" + (f" ({scores})" if scores else ""))
+    weights = about.get("weights")
+    model = (about.get("model") or ex.model_name) + ("" if weights is None else " (random weights)"
+                                                     if weights == "random" else f" (weights {weights})")
+    heading = " · ".join(str(p) for p in (title or about.get("image"), about.get("person"), model) if p)
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     page = resources.files(__package__).joinpath("assets/explorer.html").read_text(encoding="utf-8")
     return (page.replace("__TITLE__", html.escape(heading))
