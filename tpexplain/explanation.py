@@ -511,7 +511,7 @@ class Explanation(figures.Displayable):
                                                           for p in rows[0][1:]]
             row_titles = [f"layer {row[1][1] + 1}" for row in rows]
         size = self.tile_size()
-        head_in, foot_in, bar_in = 0.7, 0.3, (0.0 if per_panel else 0.9)
+        head_in, foot_in, bar_in = 0.45, 0.3, (0.0 if per_panel else 0.9)   # head: the two-line title
         w, h = figures.mosaic_size(len(rows), cols, size, per_panel, inches_per_tile, bar_in,
                                    head_in + foot_in + below_in, not headed, headed, headed)
         w = max(w, 11.0 if below_in else 0.0)
