@@ -55,6 +55,19 @@ def test_nms_keeps_the_best_of_overlapping_boxes_and_drops_pieces_inside():
     assert nms([b, face, a, other]) == [a, other]
 
 
+
+def test_a_box_nested_in_a_larger_comparable_one_is_dropped():
+    """000000000785.jpg: HOG's torso-sized window (score 1.32) inside the whole skier's (0.86) is one person;
+    a nested box scoring far better than the larger one is kept."""
+    torso = Detection((341, 32, 68, 179), 1.32, "hog")
+    whole = Detection((312, 17, 150, 397), 0.86, "hog")
+    assert nms([torso, whole]) == [whole]
+    weak = Detection(whole.box, 0.5, "face")
+    assert nms([torso, weak]) == [torso, weak]
+    found = find_people(read_image(DATA / "000000000785.jpg"))
+    assert [d.label() for d in found] == ["312,17,150,397"]
+
+
 def test_grown_boxes_follow_body_proportions():
     x, y, w, h = grow((100, 50, 20, 20), "face")          # a 20-px face → a person about 7 faces tall
     assert (w, h) == (60, 144) and x == 80 and y < 50

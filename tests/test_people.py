@@ -40,6 +40,9 @@ def test_several_people_found_the_largest_explained_and_said(tmp_path):
     msg = r.stderr
     assert "people found in 000000197388.jpg; explaining person 1, the largest: box" in msg
     assert "Others: 2: box" in msg and "--person N or --bbox X,Y,W,H" in msg
+    assert "Scores: the detector's margin x a gain per source" in msg          # the scale of "score 1.50"
+    others = msg.split("Others: ")[1].split(". Pick")[0].split("; ")
+    assert all(o.split(" (")[1].split(",")[0] in ("hog", "upperbody", "face", "profile") for o in others)
     assert (tmp_path / "a.png").stat().st_size > 0
 
     r2 = cli("attention", SKIERS, "-k", "l_ankle", "--person", "2", "-o", "b.png", cwd=tmp_path)

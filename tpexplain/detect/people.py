@@ -24,6 +24,8 @@ BORDER = 0.15            # HOG searches the image with this share of its side re
 MIN_HEIGHT = 1 / 8       # people shorter than this share of the image side are not looked for (mostly noise)
 NMS_IOU = 0.4            # candidates overlapping a better one by more than this are dropped
 MIN_SCORE = 0.5          # candidates scoring below this (see SCORE_GAIN) are dropped
+NESTED = 0.8             # a box with this share of it inside a larger one ...
+COMPARABLE = 0.5         # ... scoring at least this fraction of its score is a piece of the same person
 
 # Whole-person boxes from a detected piece, in units of that piece's width / height:
 # (x offset, y offset, width, height) of the person box relative to the piece box, all times the piece's size.
@@ -39,6 +41,7 @@ GROW = {
 # Each source's raw score (HOG's SVM margin, a cascade's last-stage weight) times a gain, so that one
 # threshold (MIN_SCORE) serves them all: the scores then span about 0..3 for each source.
 SCORE_GAIN = {"hog": 2.0, "upperbody": 1.0, "face": 0.5, "profile": 0.5}
+SCORE_SCALE = f"the detector's margin x a gain per source, about 0..3; >= {MIN_SCORE:g} kept"   # for messages
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,15 @@ def iou(a, b) -> float:
 
 def nms(detections: list[Detection], threshold: float = NMS_IOU) -> list[Detection]:
     """Best-first non-maximum suppression: keep a detection unless a kept one overlaps it by more than
-    `threshold` IoU, or contains most of it (a face-grown box inside a HOG box is the same person)."""
+    `threshold` IoU, or contains most of it (a face-grown box inside a HOG box is the same person). Then a
+    kept box lying mostly inside a larger kept one that scores comparably (NESTED, COMPARABLE) is dropped
+    too: HOG finds a torso-sized window inside a whole person, often scoring higher."""
     kept: list[Detection] = []
     for d in sorted(detections, key=lambda d: -d.score):
-        if all(iou(d.box, k.box) <= threshold and _inside(d.box, k.box) < 0.8 for k in kept):
+        if all(iou(d.box, k.box) <= threshold and _inside(d.box, k.box) < NESTED for k in kept):
             kept.append(d)
-    return kept
+    return [d for d in kept if not any(k.area > d.area and _inside(d.box, k.box) >= NESTED
+                                       and k.score >= COMPARABLE * d.score for k in kept)]
 
 
 def _inside(a, b) -> float:

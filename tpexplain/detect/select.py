@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..io import read_coco
-from .people import Detection, iou
+from .people import SCORE_SCALE, Detection, iou
 
 log = logging.getLogger(__name__)
 MATCH_IOU = 0.5          # a --bbox takes the ground truth of an annotation it overlaps at least this much
@@ -124,13 +124,15 @@ def _from_detections(found: list[Detection], person: str | None, image_name: str
         i = 1
     chosen = found[i - 1]
     what = f"box {chosen.label()} ({chosen.source}, score {chosen.score:.2f})"
+    scale = f"Scores: {SCORE_SCALE}; the detector misses many people (docs/usage.md)."
     if n == 1:
-        log.info(f"1 person found in {image_name}: {what}")
+        log.info(f"1 person found in {image_name}: {what}. {scale}")
     else:
-        others = "; ".join(f"{j}: box {d.label()} (score {d.score:.2f})" for j, d in enumerate(found, 1) if j != i)
+        others = "; ".join(f"{j}: box {d.label()} ({d.source}, score {d.score:.2f})"
+                           for j, d in enumerate(found, 1) if j != i)
         how = "" if person is not None else ", the largest"
         log.info(f"{n} people found in {image_name}; explaining person {i}{how}: {what}. "
-                 f"Others: {others}. Pick one with --person N or --bbox X,Y,W,H.")
+                 f"Others: {others}. Pick one with --person N or --bbox X,Y,W,H. {scale}")
     return Person(chosen.box, f"detection {i} of {n}")
 
 
