@@ -156,7 +156,7 @@ class SensitivityMap(Result):
         dep_lims = figures.limits([d.values for d in deps], scale)
         single = len(kps) == 1
         if single:
-            fig, axes = plt.subplots(1, 3, figsize=(10.4, 4.6))
+            fig, axes = plt.subplots(1, 3, figsize=(10.4, 4.6), gridspec_kw={"wspace": 0.3})   # room: bar labels
             axes = axes[:, None]
             ex.pose_panel(axes[0, 0], legend=True)
             cells = [(axes[1, 0], axes[2, 0])]
