@@ -90,7 +90,7 @@ class DaskCluster(Executor):
 
 
     def run(self, tasks: list[Task], record: Record, on_retry: Retry) -> None:
-        from distributed import as_completed, wait
+        from distributed import as_completed
         client = self.client
         run_id = uuid.uuid4().hex[:12]
         keys = [f"tpexplain-batch-{run_id}-{i}" for i in range(len(tasks))]
@@ -119,9 +119,11 @@ class DaskCluster(Executor):
             # the tasks the workers hold finish their writes and are recorded; the queued ones are dropped
             held = {k for ks in client.processing().values() for k in ks}
             client.cancel([f for k, f in pending.items() if k not in held])
-            running = [f for k, f in pending.items() if k in held]
-            wait(running)           # a second Ctrl-C stops waiting
-            for f in running:
+            for f in [f for k, f in pending.items() if k in held]:
+                try:
+                    f.result()      # a second Ctrl-C stops waiting
+                except Exception:
+                    pass
                 if f.status == "finished":
                     record(self._rows(f, tasks[index[f.key]], allowed))
             raise
