@@ -202,3 +202,27 @@ def test_findings_on_the_cluster_give_the_local_numbers(cluster, coco_dir, small
     assert f"Dask cluster at {cluster.address}" in log and "findings people: 2/2 people" in log
     assert remote["meta"]["people_analysed"] == 2 and remote["numbers"]["queries"]
     assert remote == local
+
+
+def test_ctrl_c_on_the_client_keeps_what_is_done_and_a_rerun_does_only_the_rest(cluster, coco_dir, small_weights,
+                                                                                  tmp_path):
+    out = tmp_path / "figs"
+    cmd = _batch_command(coco_dir, small_weights, out, "--scheduler", cluster.address)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("*.png"))) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    done = {r["output"]: (out / r["output"]).stat().st_mtime_ns
+            for r in read_manifest(out / "manifest.jsonl") if r["status"] == "ok"}
+    assert 3 <= len(done) < 12, err          # what finished is on record; the queued people were dropped
+    _nothing_half_written(out)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    rows = [r for r in read_manifest(out / "manifest.jsonl") if r["status"] == "ok"]
+    assert len(rows) == 12
+    assert {name: (out / name).stat().st_mtime_ns for name in done} == done     # kept, not redone
+    _nothing_half_written(out)
