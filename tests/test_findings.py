@@ -20,7 +20,7 @@ from tpexplain.analysis.findings import (Findings, check_report_dir, claims, cri
                                          measure_person, person_tasks, read_people, summarise)
 from tpexplain.analysis.findings import figures as report_figures
 from tpexplain.analysis.findings.baselines import random_model, scale_attention
-from tpexplain.analysis.findings.people import read_detections
+from tpexplain.analysis.findings.people import detection_boxes
 from tpexplain.analysis.stats import sign_test
 
 from conftest import DATA
@@ -237,7 +237,7 @@ def test_sign_test_and_map_statistics():
     (("--coco", "nope.json", "--images", DATA), ["annotation file not found"]),
     (("--coco", ANN, "--images", "nodir"), ["image folder not found"]),
     (("--coco", ANN, "--images", DATA, "--detections", "nope.json"), ["detections file", "not found"]),
-    (("--coco", ANN, "--images", DATA, "--detections", ANN), ["not a COCO detection results file"]),
+    (("--coco", ANN, "--images", DATA, "--detections", ANN), ["not COCO detection results"]),
     (("--synthetic", 0), ["--synthetic"]),
     (("--synthetic", 2, "--max-people", 0), ["--max-people"]),
     (("--synthetic", 2, "--model", "tp-r-a5"), ["unknown model"]),
@@ -357,7 +357,7 @@ def test_detections_give_the_boxes(tmp_path):
         dets.append({"image_id": p.image_id, "category_id": 1, "bbox": [x, y, w, h], "score": 0.2})   # too weak
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(dets))
-    assert sum(len(v) for v in read_detections(path).values()) == len(people) - 1
+    assert sum(len(v) for v in detection_boxes(path).values()) == len(people) - 1
     skipped = []
     got = read_people(ANN, DATA, detections=path, skipped=skipped)
     assert [p.annotation_id for p in got] == [p.annotation_id for p in people[1:]]

@@ -130,3 +130,21 @@ def keypoint_set(names: tuple[str, ...] | list[str]) -> KeypointSet:
         if ks.names == names:
             return ks
     return KeypointSet("custom", names, (), (), (), {})
+
+
+def keypoint_order(file_names: list[str] | None, k: int, model_names: tuple[str, ...], where: str) -> list[int]:
+    """For each of the model's keypoints, its index in the file's keypoints (-1: the file has no such joint).
+
+    Names are matched by `keypoints.name_key` (left_/l_ alike); a file without keypoint names must have the
+    model's count. A file sharing no joint with the model is refused in one line."""
+    if not file_names:
+        if k != len(model_names):
+            raise ValueError(f"{where}: its persons have {k} keypoints and its categories name none; the model "
+                             f"predicts {len(model_names)} (COCO's {', '.join(model_names)})")
+        return list(range(k))
+    keys = [name_key(n) for n in file_names]
+    order = [keys.index(name_key(n)) if name_key(n) in keys else -1 for n in model_names]
+    if all(i < 0 for i in order):
+        raise ValueError(f"{where}: none of its keypoints ({', '.join(file_names)}) is one the model predicts "
+                         f"({', '.join(model_names)})")
+    return order

@@ -188,7 +188,7 @@ def coco_items(annotations: str | Path, images: str | Path, keypoint_names: tupl
     names, _, sigmas = declared_keypoints(coco, annotations)
     order = list(range(len(names)))     # the model's keypoint j is the file's order[j] (-1: not in the file)
     if keypoint_names is not None:      # matched by name, as `findings` does (CrowdPose's 14 with COCO's 17)
-        from ..analysis.findings.people import keypoint_order
+        from ..keypoints import keypoint_order
         order = keypoint_order(list(names), len(names), tuple(keypoint_names), str(annotations))
     sigmas = tuple(float(sigmas[i]) if i >= 0 else 1.0 for i in order) if sigmas is not None else None
     for image_id, file_name in files.items():   # output names are built from these: plain names only
@@ -257,7 +257,7 @@ def _detection_items(path, min_score: float, files: dict, images: Path, people: 
     """The detections taken as people (matched to the annotated people by IoU), and the annotated people no
     detection matched."""
     from ..analysis.findings.people import iou     # one IoU, the one findings matches detections with
-    from ..training.oks import read_detections
+    from ..io import read_detections
     dets = read_detections(path)
     kept, below, elsewhere = [], 0, 0
     for n, d in enumerate(dets):

@@ -232,7 +232,7 @@ def findings(coco, images, detections, synthetic, seed, out, max_people, occlusi
         # a missing file, a bad annotation file or a keypoint set sharing no joint fails before loading
         read_people(coco, images, 1, keypoint_names(model_name))
         if detections:
-            from ..analysis.findings.people import read_detections
+            from ..io import read_detections
             read_detections(detections)
     check_report_dir(out)
     pm = load(model_name, weights, decode=decode)

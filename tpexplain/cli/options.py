@@ -153,9 +153,9 @@ def check_person(person: str | None, coco: str | None) -> None:
 
 def _match_keypoints(chosen, coco: str, pose_model) -> None:
     """Put `chosen`'s ground truth in the model's keypoint order, its joints matched to the file's by name as
-    batch and findings do (`findings.people.keypoint_order`; a file sharing no joint is refused in one line);
+    batch and findings do (`keypoints.keypoint_order`; a file sharing no joint is refused in one line);
     the file's OKS sigmas follow the same order."""
-    from ..analysis.findings.people import keypoint_order
+    from ..keypoints import keypoint_order
     from ..detect.select import ground_truth
     from ..io import read_coco
     from ..training.oks import declared_keypoints

@@ -49,7 +49,7 @@ def box_text(box) -> str:
 
 def ground_truth(ann: dict, order: list[int] | None = None) -> np.ndarray | None:
     """An annotation's keypoints as (K, 3), or None when none is labelled; with `order` (the file's index of
-    each of the model's joints, -1 for none: `findings.people.keypoint_order`), in the model's order."""
+    each of the model's joints, -1 for none: `keypoints.keypoint_order`), in the model's order."""
     kp = np.asarray(ann.get("keypoints") or [], dtype=np.float64)
     if kp.size == 0 or kp.size % 3:
         return None

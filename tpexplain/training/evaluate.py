@@ -12,11 +12,11 @@ import numpy as np
 
 from ..api import PoseModel
 from ..inference import uses_udp
-from ..io import check_annotation, read_coco, read_image
+from ..io import check_annotation, read_coco, read_detections, read_image
 from ..keypoints import COCO_KEYPOINTS, COCO_LONG_NAMES, OKS_SIGMAS, PCK_ALPHA, name_key
 from ..progress import track
 from .oks import (IMAGE_THRE, KNOWN_SETS, OKS_THRE, check_model_keypoints, clean_bbox, declared_keypoints,
-                  mirror_index, oks_nms, person_score, read_detections)
+                  mirror_index, oks_nms, person_score)
 
 log = logging.getLogger(__name__)
 

@@ -156,31 +156,3 @@ def person_accuracy(pred: np.ndarray, gt: np.ndarray, area: float, box, sigmas=N
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(float(v), 4)
-
-
-def read_detections(path: str | Path) -> list[dict]:
-    """A COCO detection-results file (a JSON list of {image_id, category_id, bbox [x, y, w, h], score}),
-    checked: a one-line ValueError naming the file and the first bad entry. category_id defaults to 1."""
-    import json
-    import math
-    try:
-        dets = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"cannot read detections {path}: {str(e).splitlines()[0] if str(e) else e}") from None
-    expected = "a JSON list of {image_id, category_id, bbox: [x, y, w, h], score}"
-    if not isinstance(dets, list):
-        raise ValueError(f"{path} is not COCO detection results: expected {expected}")
-
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    for i, d in enumerate(dets):
-        problem = ("not an object" if not isinstance(d, dict) else
-                   "no image_id" if "image_id" not in d or isinstance(d["image_id"], (dict, list)) else
-                   "bbox is not four finite numbers" if not (isinstance(d.get("bbox"), list)
-                                                             and len(d["bbox"]) == 4
-                                                             and all(number(v) for v in d["bbox"])) else
-                   "score is not a finite number" if not number(d.get("score")) else
-                   "category_id is not a number" if not number(d.get("category_id", 1)) else None)
-        if problem:
-            raise ValueError(f"{path} is not COCO detection results: entry {i + 1}: {problem} (expected {expected})")
-    return dets

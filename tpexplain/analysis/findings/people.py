@@ -2,14 +2,14 @@
 from COCO detection results), or generated synthetic ones."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...io import check_annotation, read_coco, read_image, require_regular_file
-from ...keypoints import COCO_KEYPOINTS, name_key
+from ...detect.people import iou
+from ...io import check_annotation, read_coco, read_detections, read_image
+from ...keypoints import COCO_KEYPOINTS, keypoint_order
 from ...transforms import clean_bbox
 
 DETECTION_SCORE_MIN = 0.5   # detections below this score are not used (most person detectors' operating point)
@@ -29,24 +29,6 @@ class Person:
     box_source: str = "ground truth"
 
 
-def keypoint_order(file_names: list[str] | None, k: int, model_names: tuple[str, ...], where: str) -> list[int]:
-    """For each of the model's keypoints, its index in the file's keypoints (-1: the file has no such joint).
-
-    Names are matched by `keypoints.name_key` (left_/l_ alike); a file without keypoint names must have the
-    model's count. A file sharing no joint with the model is refused in one line."""
-    if not file_names:
-        if k != len(model_names):
-            raise ValueError(f"{where}: its persons have {k} keypoints and its categories name none; the model "
-                             f"predicts {len(model_names)} (COCO's {', '.join(model_names)})")
-        return list(range(k))
-    keys = [name_key(n) for n in file_names]
-    order = [keys.index(name_key(n)) if name_key(n) in keys else -1 for n in model_names]
-    if all(i < 0 for i in order):
-        raise ValueError(f"{where}: none of its keypoints ({', '.join(file_names)}) is one the model predicts "
-                         f"({', '.join(model_names)})")
-    return order
-
-
 def _file_names(coco) -> list[str] | None:
     for cat in coco.cats.values():
         if cat.get("keypoints"):
@@ -54,39 +36,18 @@ def _file_names(coco) -> list[str] | None:
     return None
 
 
-def read_detections(path: str | Path, score_min: float = DETECTION_SCORE_MIN) -> dict[int, list[tuple]]:
-    """COCO detection results (a JSON list of {image_id, category_id, bbox, score}) → person boxes per image,
-    best first, those scoring at least `score_min`; one-line errors for a file that is not such a list."""
-    path = require_regular_file(path, "detections file")
-    try:
-        data = json.loads(Path(path).read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not a COCO detection results file: {path} (not a JSON file: {exc})") from None
-    if not isinstance(data, list):
-        raise ValueError(f"not a COCO detection results file: {path} (expected a list of detections)")
+def detection_boxes(path: str | Path, score_min: float = DETECTION_SCORE_MIN) -> dict[int, list[tuple]]:
+    """COCO detection results (`tpexplain.io.read_detections`) → person boxes per image, best first, those
+    scoring at least `score_min` (boxes of a pixel or less left out)."""
     out: dict[int, list[tuple]] = {}
-    for i, d in enumerate(data):
-        try:
-            if d.get("category_id", 1) != 1 or float(d["score"]) < score_min:
-                continue
-            box = tuple(float(v) for v in d["bbox"])
-            if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= 1 or box[3] <= 1:
-                continue
-            out.setdefault(int(d["image_id"]), []).append((float(d["score"]), box))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise ValueError(f"{path}: detection {i} is not {{image_id, category_id, bbox, score}}") from None
+    for d in read_detections(path):
+        box = tuple(float(v) for v in d["bbox"])
+        if d.get("category_id", 1) != 1 or float(d["score"]) < score_min or box[2] <= 1 or box[3] <= 1:
+            continue
+        out.setdefault(int(d["image_id"]), []).append((float(d["score"]), box))
     for boxes in out.values():
         boxes.sort(key=lambda sb: -sb[0])
     return out
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def read_people(annotations: str | Path, images: str | Path, max_people: int | None = None,
@@ -102,7 +63,7 @@ def read_people(annotations: str | Path, images: str | Path, max_people: int | N
     if not image_dir.is_dir():
         raise ValueError(f"image folder not found: {image_dir}")
     coco = read_coco(ann_path)
-    dets = read_detections(detections) if detections is not None else None
+    dets = detection_boxes(detections) if detections is not None else None
     used: set[tuple[int, int]] = set()
     files = {image_id: im.get("file_name") for image_id, im in coco.imgs.items()}
     names = _file_names(coco)
