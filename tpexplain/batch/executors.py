@@ -13,8 +13,8 @@ from ..progress import one_line
 from ..progress import progress as progress_bar
 from .manifest import person_rows
 from .options import FigureOptions
-from .workers import (MAX_RETRIES, Record, Retry, Task, Work, checkpoint_file, checkpoint_sha256, cluster_task,
-                      measure_task, run_in_process, run_pool)
+from .workers import (MAX_RETRIES, Record, Retry, Task, Work, cluster_task, measure_task, run_in_process,
+                      run_pool)
 
 log = logging.getLogger(__name__)
 
@@ -256,11 +256,10 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def make_work(options: FigureOptions, out: str | Path, model_name: str, weights: str | None) -> Work:
+def make_work(options: FigureOptions, out: str | Path, model_name: str, weights: str | None,
+              sha256: str | None) -> Work:
     """What every task of a run shares, with the checkpoint named by the SHA-256 of its bytes."""
     from .. import __version__
-    path = checkpoint_file(model_name, weights)
-    sha256 = checkpoint_sha256(path) if path is not None else None
     return Work(options, str(Path(out).absolute()), model_name, weights, sha256, os.getcwd(), __version__)
 
 

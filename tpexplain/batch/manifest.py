@@ -136,25 +136,38 @@ def file_digest(path: str | Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def checkpoint_fingerprint(model_name: str, weights: str | None) -> str:
-    """A short hash of the checkpoint's bytes: figures from other weights (a retrained model) are redone."""
+def checkpoint_file(model_name: str, weights: str | None, root: str | None = None) -> Path | None:
+    """The checkpoint (file or Hugging Face folder) that `load(model_name, weights)` reads; None for random."""
+    if weights == "random":
+        return None
+    if weights is None:
+        from ..zoo import checkpoint_path
+        return checkpoint_path(model_name)
+    return Path(root or ".", weights)
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """SHA-256 of a checkpoint's bytes (of a folder: its files' names and bytes, in name order)."""
     import hashlib
+    if not path.is_dir():
+        return file_digest(path)[1]
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(path)}\0{file_digest(p)[1]}\n".encode())
+    return h.hexdigest()
+
+
+def checkpoint_fingerprint(model_name: str, weights: str | None, sha256: str | None = None) -> str:
+    """A short hash of the checkpoint's bytes: figures from other weights (a retrained model) are redone.
+    `sha256`: the checkpoint's digest when the caller already has it ("random" / "missing" otherwise)."""
     if weights == "random":
         return "random"
-    if weights is None:
-        from .. import zoo
-        path = zoo.checkpoint_path(model_name)
-        if path is None:
+    if sha256 is None:
+        path = checkpoint_file(model_name, weights)
+        if path is None or not path.exists():
             return "missing"
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            return "missing"
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+        sha256 = checkpoint_sha256(path)
+    return sha256[:16]
 
 
 def clean_stale_temporaries(out_dir: Path, names: set[str]) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from ..progress import progress as progress_bar
 from .gallery import INDEX, gallery_html
 from .inputs import Item, Skip
-from .manifest import (MANIFEST, append_rows, checkpoint_fingerprint, clean_stale_temporaries, compacted,
-                       is_complete, latest, output_name, read_manifest)
+from .manifest import (MANIFEST, append_rows, checkpoint_file, checkpoint_fingerprint, checkpoint_sha256,
+                       clean_stale_temporaries, compacted, is_complete, latest, output_name, read_manifest)
 from .options import FigureOptions, check_kinds, resolve_layers
 from .executors import available_cores, executor_for, make_work
 from .workers import MAX_RETRIES, Task
@@ -116,7 +116,9 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
 
     manifest_path = out / MANIFEST
     previous = latest(read_manifest(manifest_path))
-    checkpoint = checkpoint_fingerprint(model_name, weights)
+    path = checkpoint_file(model_name, weights)
+    sha256 = checkpoint_sha256(path) if path is not None and path.exists() else None   # read once per run
+    checkpoint = checkpoint_fingerprint(model_name, weights, sha256)
     todo: list[Task] = []
     up_to_date = 0
     names = set()
@@ -135,7 +137,7 @@ def run_batch(items: list[Item], figures: Iterable[str], out_dir: str | Path, mo
     # everything that would fail for every person fails here, before the output folder is touched
     model = _check_model(model_name, weights, options, kinds, [it for it, _ in todo]) if todo else None
     # so is a cluster that cannot be reached; one executor runs the tasks here, on local workers or a cluster
-    executor = executor_for(make_work(options, out, model_name, weights), len(todo), jobs, scheduler, model,
+    executor = executor_for(make_work(options, out, model_name, weights, sha256), len(todo), jobs, scheduler, model,
                             max_retries) if todo else None
     model = None        # held by the executor if it runs the tasks in this process
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..progress import one_line
 from .inputs import Item
-from .manifest import file_digest, person_rows
+from .manifest import checkpoint_file, checkpoint_sha256, file_digest, person_rows
 from .options import FIGURE_KINDS, FigureOptions, resolve_layers
 
 Task = tuple[Item, list[str]]           # a person and the figure kinds still to make for it
@@ -40,27 +40,6 @@ class Work:
     sha256: str | None
     root: str
     version: str
-
-
-def checkpoint_file(model_name: str, weights: str | None, root: str | None = None) -> Path | None:
-    """The checkpoint (file or Hugging Face folder) that `load(model_name, weights)` reads; None for random."""
-    if weights == "random":
-        return None
-    if weights is None:
-        from ..zoo import checkpoint_path
-        return checkpoint_path(model_name)
-    return Path(root or ".", weights)
-
-
-def checkpoint_sha256(path: Path) -> str:
-    """SHA-256 of a checkpoint's bytes (of a folder: its files' names and bytes, in name order)."""
-    import hashlib
-    if not path.is_dir():
-        return file_digest(path)[1]
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(f"{p.relative_to(path)}\0{file_digest(p)[1]}\n".encode())
-    return h.hexdigest()
 
 
 def load_model(model_name: str, weights: str | None, sha256: str | None = None, root: str | None = None):
